@@ -1,0 +1,33 @@
+# Each target installs first, so `make demo` and `make test` are one command on a fresh machine.
+# GPU users: make install TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# A CPU torch from the pinned spec only when none is present (an unpinned torch may pull a CUDA build).
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check vistok tests scripts
+
+bench: install
+	$(PY) scripts/bench_tokenizer.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""Reading a `vistok fit` checkpoint back into a `Tokenizer` (for export, encode and eval).
+
+The checkpoint is read with `torch.load(weights_only=True)`, which refuses arbitrary pickled objects; the
+tokenizer is rebuilt from the `vistok_config` the training system stores, through the same allow-list as an
+export directory. `state_dict` holds the EMA weights when the run used EMAWeightAveraging.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vistok.configurable import from_config
+from vistok.hub import save_pretrained
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu"):
+    import vistok.decoders  # noqa: F401  (registers the allow-listed classes)
+    import vistok.quantizers  # noqa: F401
+    import vistok.tokenizers  # noqa: F401
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable vistok checkpoint ({e})") from None
+    if "vistok_config" not in ckpt:
+        raise ValueError(f"{path}: no 'vistok_config' in the checkpoint; was it written by `vistok fit`?")
+    tokenizer = from_config(ckpt["vistok_config"], where=f"{path}:vistok_config")
+    prefix = "tokenizer."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    tokenizer.load_state_dict(state)
+    return tokenizer.eval()
+
+
+def load_tokenizer(path: str | Path, map_location: str = "cpu"):
+    """An export directory or a .ckpt file -> Tokenizer in eval mode."""
+    from vistok.hub import from_pretrained
+
+    path = Path(path)
+    if path.is_dir():
+        return from_pretrained(path, map_location)
+    if path.suffix == ".ckpt":
+        return load_checkpoint(path, map_location)
+    raise FileNotFoundError(f"model {path} is neither an export directory nor a .ckpt file")
+
+
+def export_checkpoint(ckpt: str | Path, output: str | Path) -> Path:
+    return save_pretrained(load_checkpoint(ckpt), output, source=str(ckpt))

@@ -1,0 +1,71 @@
+"""`ImageDataModule`: one Lightning data module for the bundled photos, image folders and webdataset shards.
+
+A source is "sample" (random crops of scikit-image's bundled photos), a folder of images, or webdataset
+URLs (brace patterns allowed, e.g. "/data/train-{000000..000999}.tar"). Sources are checked when the module
+is built, so a wrong path fails before any training starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from vistok.data.folder import ImageFolderDataset, collate_images, is_webdataset, webdataset_images
+from vistok.data.sample import SamplePhotoCrops
+
+
+def build_dataset(source: str, size: int, train: bool, strict: bool = False, length: int = 10_000,
+                  seed: int = 0):
+    if source == "sample":
+        return SamplePhotoCrops("train" if train else "val", size, length, seed)
+    if is_webdataset(source):
+        return webdataset_images(source, size, train=train, strict=strict)
+    if Path(source).is_dir():
+        return ImageFolderDataset(source, size, train=train, strict=strict)
+    raise FileNotFoundError(f"data source {source!r} is neither 'sample', an image folder, nor webdataset URLs")
+
+
+class ImageDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        train: str = "sample",
+        val: str | None = "sample",
+        image_size: int = 32,
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        strict: bool = False,
+        train_length: int = 100_000,
+        val_length: int = 256,
+    ) -> None:
+        super().__init__()
+        for name, src in (("train", train), ("val", val)):
+            if src and src != "sample" and not is_webdataset(src) and not Path(src).is_dir():
+                raise FileNotFoundError(f"data.{name}: {src!r} is neither 'sample', an image folder, nor "
+                                        "webdataset URLs")
+        self.train, self.val, self.image_size = train, val, image_size
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+        self.num_workers, self.strict = num_workers, strict
+        self.train_length, self.val_length = train_length, val_length
+
+    def _loader(self, source: str, train: bool) -> DataLoader:
+        ds = build_dataset(source, self.image_size, train, self.strict,
+                           self.train_length if train else self.val_length)
+        iterable = not hasattr(ds, "__len__")
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if train else self.val_batch_size,
+            shuffle=train and not iterable,
+            num_workers=self.num_workers,
+            collate_fn=collate_images,
+            drop_last=train,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val, False) if self.val else []

@@ -1,0 +1,40 @@
+"""Pictures next to the numbers: labelled image grids and token ladders as PNG files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from vistok.data.images import tensor_to_uint8  # noqa: E402
+
+
+def save_image_grid(
+    columns: Sequence[torch.Tensor], path: str | Path, column_labels: Sequence[str], title: str | None = None,
+    cell: float = 1.1,
+) -> Path:
+    """Write a grid: column j shows `columns[j]` (B, 3, H, W) in [-1, 1], one image per row."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows, cols = columns[0].shape[0], len(columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, cell * rows + (0.4 if title else 0.2)),
+                             squeeze=False)
+    for j, (images, label) in enumerate(zip(columns, column_labels)):
+        for i in range(rows):
+            ax = axes[i][j]
+            ax.imshow(tensor_to_uint8(images[i]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.2, rect=(0, 0, 1, 0.97 if title else 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

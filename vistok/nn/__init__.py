@@ -1,0 +1,18 @@
+"""Plain-PyTorch building blocks shared by encoders and decoders."""
+
+from vistok.nn.attention import Attention, causal_mask, key_padding_mask
+from vistok.nn.blocks import MLP, Transformer, TransformerBlock
+from vistok.nn.patch import ConvStem, ConvUpsampleHead, PatchEmbed2D, unpatchify
+
+__all__ = [
+    "Attention",
+    "ConvStem",
+    "ConvUpsampleHead",
+    "MLP",
+    "PatchEmbed2D",
+    "Transformer",
+    "TransformerBlock",
+    "causal_mask",
+    "key_padding_mask",
+    "unpatchify",
+]

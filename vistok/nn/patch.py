@@ -1,0 +1,113 @@
+"""Pixels to patch tokens and back.
+
+`PatchEmbed2D` is ViT's linear patchify. `ConvStem` is the hybrid alternative (a few stride-2 convolutions,
+as in "Early convolutions help transformers see better", Xiao et al. 2021): on tiny images and short
+training it lets the encoder see local structure before attention, which is what made the CPU demo's
+tokens carry the image. `ConvUpsampleHead` is its mirror for the decoder.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import nn
+
+
+def _num_halvings(patch_size: int) -> int:
+    n = int(math.log2(patch_size))
+    if 2**n != patch_size:
+        raise ValueError(f"patch_size must be a power of two for a conv stem/head, got {patch_size}")
+    return n
+
+
+class PatchEmbed2D(nn.Module):
+    """(B, C, H, W) -> (B, H/p * W/p, D) with a stride-p convolution (= a linear map of each patch)."""
+
+    def __init__(self, patch_size: int, in_channels: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.proj(x), "b d h w -> b (h w) d")
+
+
+class ConvStem(nn.Module):
+    """(B, C, H, W) -> (B, H/p * W/p, D) with log2(p) stride-2 3x3 convolutions, widening as it goes."""
+
+    def __init__(self, patch_size: int, in_channels: int, dim: int) -> None:
+        super().__init__()
+        n = _num_halvings(patch_size)
+        layers: list[nn.Module] = []
+        ch = in_channels
+        for i in range(n):
+            out = max(dim // 2 ** (n - i), 32)
+            layers += [nn.Conv2d(ch, out, 3, stride=2, padding=1), nn.GroupNorm(1, out), nn.GELU()]
+            ch = out
+        layers.append(nn.Conv2d(ch, dim, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.net(x), "b d h w -> b (h w) d")
+
+
+def unpatchify(x: torch.Tensor, patch_size: int, grid: int, channels: int = 3) -> torch.Tensor:
+    """(B, grid*grid, p*p*C) -> (B, C, grid*p, grid*p)."""
+    return rearrange(
+        x, "b (h w) (p q c) -> b c (h p) (w q)", h=grid, w=grid, p=patch_size, q=patch_size, c=channels
+    )
+
+
+class LinearPatchHead(nn.Module):
+    """(B, L, D) -> (B, C, H, W): ViT's linear map of each token to its patch's pixels."""
+
+    def __init__(self, patch_size: int, out_channels: int, dim: int, grid: int) -> None:
+        super().__init__()
+        self.patch_size, self.grid, self.out_channels = patch_size, grid, out_channels
+        self.proj = nn.Linear(dim, patch_size * patch_size * out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return unpatchify(self.proj(x), self.patch_size, self.grid, self.out_channels)
+
+
+class ConvUpsampleHead(nn.Module):
+    """(B, L, D) -> (B, C, H, W): nearest-upsample + 3x3 conv stages, the mirror of `ConvStem`."""
+
+    def __init__(self, patch_size: int, out_channels: int, dim: int, grid: int) -> None:
+        super().__init__()
+        n = _num_halvings(patch_size)
+        self.grid = grid
+        layers: list[nn.Module] = []
+        ch = dim
+        for i in range(n):
+            out = max(dim // 2 ** (i + 1), 32)
+            layers += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(ch, out, 3, padding=1),
+                nn.GroupNorm(1, out),
+                nn.GELU(),
+            ]
+            ch = out
+        layers.append(nn.Conv2d(ch, out_channels, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = rearrange(x, "b (h w) d -> b d h w", h=self.grid, w=self.grid)
+        return self.net(x)
+
+
+def build_stem(kind: str, patch_size: int, in_channels: int, dim: int) -> nn.Module:
+    if kind == "linear":
+        return PatchEmbed2D(patch_size, in_channels, dim)
+    if kind == "conv":
+        return ConvStem(patch_size, in_channels, dim)
+    raise ValueError(f"stem must be 'linear' or 'conv', got {kind!r}")
+
+
+def build_head(kind: str, patch_size: int, out_channels: int, dim: int, grid: int) -> nn.Module:
+    if kind == "linear":
+        return LinearPatchHead(patch_size, out_channels, dim, grid)
+    if kind == "conv":
+        return ConvUpsampleHead(patch_size, out_channels, dim, grid)
+    raise ValueError(f"head must be 'linear' or 'conv', got {kind!r}")

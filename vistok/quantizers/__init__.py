@@ -1,0 +1,8 @@
+"""Quantizers behind one interface: `forward(z) -> QuantizerOutput`, `indices_to_codes`, `codes()`."""
+
+from vistok.quantizers.base import Quantizer, QuantizerOutput
+from vistok.quantizers.fsq import FSQQuantizer
+from vistok.quantizers.lfq import LFQQuantizer
+from vistok.quantizers.vq import VQQuantizer
+
+__all__ = ["FSQQuantizer", "LFQQuantizer", "Quantizer", "QuantizerOutput", "VQQuantizer"]

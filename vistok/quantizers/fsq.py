@@ -1,0 +1,54 @@
+"""Finite Scalar Quantization (Mentzer et al., 2023) via vector-quantize-pytorch's `FSQ`.
+
+Departures, both from the CPU calibration in DESIGN.md and both optional:
+- `input_norm`: a non-affine BatchNorm on z before the bound. At initialisation the image-to-image spread of
+  z is tiny; AdamW then pushes |z| into tanh's saturated range within a few steps and every image gets the
+  same code. Normalising z keeps it inside the levels.
+- `rounding` can be switched off (a warm-up phase): z is bounded as usual but not rounded, so the encoder
+  and decoder first learn a continuous bottleneck. Indices are still reported.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from vector_quantize_pytorch import FSQ
+
+from vistok.configurable import configurable
+from vistok.quantizers.base import Quantizer, QuantizerOutput, usage_metrics
+
+
+@configurable
+class FSQQuantizer(Quantizer):
+    def __init__(self, levels: list[int] = (8, 5, 5, 5), dim: int | None = None, input_norm: bool = False):
+        super().__init__()
+        levels = list(levels)
+        self.levels = levels
+        self.dim = dim or len(levels)
+        self.fsq = FSQ(levels=levels, dim=self.dim)
+        self.norm = nn.BatchNorm1d(self.dim, affine=False) if input_norm else None
+        self.rounding = True
+
+    @property
+    def codebook_size(self) -> int:
+        return int(self.fsq.codebook_size)
+
+    def _bound_without_rounding(self, z: torch.Tensor) -> torch.Tensor:
+        # Same map as FSQ.bound, minus the final round: the value lies in the same [-1, 1] range.
+        levels = self.fsq._levels.float()
+        half_l = (levels - 1) * (1 + 1e-3) / 2
+        offset = torch.where(self.fsq._levels % 2 == 0, 0.5, 0.0)
+        shift = torch.atanh(offset / half_l)
+        return (torch.tanh(z + shift) * half_l - offset) / (self.fsq._levels // 2)
+
+    def quantize(self, z: torch.Tensor) -> QuantizerOutput:
+        if self.norm is not None:
+            z = self.norm(z.transpose(1, 2)).transpose(1, 2)  # normalise each channel over (B, N)
+        codes, indices = self.fsq(z)
+        if not self.rounding:
+            codes = self.fsq.project_out(self._bound_without_rounding(self.fsq.project_in(z)))
+        metrics = usage_metrics(indices.long(), self.codebook_size)
+        return QuantizerOutput(codes, indices, z.new_zeros(()), metrics)
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.fsq.indices_to_codes(indices)

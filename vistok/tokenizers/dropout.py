@@ -1,0 +1,86 @@
+"""Token dropout for flexible-length tokenizers (training only; identity in eval).
+
+- `NestedDropout` (FlexTok, Bachmann et al. 2025, after Rippel et al. 2014): each sample keeps its first K
+  tokens, K drawn per sample; the rest are marked invalid and the decoder replaces them by a learned mask
+  token. Distributions: `uniform` (1..N), `pow2` ({1, 2, 4, ..., N}), `uniform_pow2` (a power-of-two bucket
+  uniformly, then K uniformly inside it: as many draws land in 1..1 as in N/2+1..N). `full_prob` adds an extra
+  chance of K = N (our CPU calibration: full-length quality otherwise lags).
+- `TailDrop` (One-D-Piece, Miwa et al. 2025): one K per batch, uniform in 1..N (N included); the tail is
+  removed so the decoder sees K tokens. It runs after the quantizer, so the quantizer loss covers all N.
+
+Both return `(codes, valid)`: codes (B, K', d) and valid (B, K') bool or None (all valid).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vistok.configurable import configurable
+
+DISTRIBUTIONS = ("uniform", "pow2", "uniform_pow2")
+
+
+def pow2_lengths(n: int) -> list[int]:
+    """1, 2, 4, ..., and n itself (n need not be a power of two)."""
+    out, k = [], 1
+    while k < n:
+        out.append(k)
+        k *= 2
+    return out + [n]
+
+
+def sample_lengths(
+    batch: int, num_tokens: int, distribution: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(B,) int64 lengths in 1..N drawn from `distribution`."""
+    if distribution == "uniform":
+        return torch.randint(1, num_tokens + 1, (batch,), generator=generator)
+    levels = torch.tensor(pow2_lengths(num_tokens))
+    bucket = torch.randint(0, len(levels), (batch,), generator=generator)
+    if distribution == "pow2":
+        return levels[bucket]
+    if distribution == "uniform_pow2":
+        lower = torch.cat([torch.zeros(1, dtype=levels.dtype), levels[:-1]])[bucket]  # exclusive
+        width = levels[bucket] - lower
+        return lower + 1 + (torch.rand(batch, generator=generator) * width).long().clamp(max=width - 1)
+    raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+
+
+@configurable
+class NestedDropout(nn.Module):
+    def __init__(self, num_tokens: int, distribution: str = "pow2", full_prob: float = 0.0) -> None:
+        super().__init__()
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+        self.num_tokens, self.distribution, self.full_prob = num_tokens, distribution, full_prob
+        self.enabled = True  # switched off during a warm-up phase
+
+    def sample(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        k = sample_lengths(batch, self.num_tokens, self.distribution, generator)
+        if self.full_prob > 0:
+            k = torch.where(torch.rand(batch, generator=generator) < self.full_prob, self.num_tokens, k)
+        return k
+
+    def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not (self.training and self.enabled):
+            return codes, None
+        k = self.sample(codes.shape[0]).to(codes.device)  # (B,)
+        valid = torch.arange(codes.shape[1], device=codes.device)[None] < k[:, None]  # (B, N)
+        return codes, valid
+
+
+@configurable
+class TailDrop(nn.Module):
+    def __init__(self, num_tokens: int) -> None:
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.enabled = True
+
+    def sample(self, generator: torch.Generator | None = None) -> int:
+        return int(torch.randint(1, self.num_tokens + 1, (1,), generator=generator))
+
+    def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not (self.training and self.enabled):
+            return codes, None
+        return codes[:, : self.sample()], None  # (B, K, d)

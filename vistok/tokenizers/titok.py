@@ -1,0 +1,86 @@
+"""TiTok's 1D latent-token encoder ("An Image is Worth 32 Tokens for Reconstruction and Generation",
+Yu et al. 2024).
+
+Patches and N learnable latent tokens (each with its own position embedding) go through one pre-norm ViT;
+the N latent outputs are normed and projected to the token dimension. Departures:
+- the projection is a per-token linear map on (B, N, D); TiTok's legacy reshape of the (B, D, N) output
+  without a permute (which mixes channels across token positions) is not reproduced;
+- optional hybrid conv stem (`stem="conv"`) for tiny images;
+- optional causal token attention (`causal_tokens=True`, FlexTok's register encoder): latent token i attends
+  to every patch and to tokens <= i, and patches do not attend to tokens, so token i never depends on the
+  tokens after it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vistok.configurable import configurable
+from vistok.nn.blocks import Transformer
+from vistok.nn.patch import build_stem
+
+
+def check_images(x: torch.Tensor, image_size: int, channels: int = 3) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"images must be a float tensor (B, {channels}, H, W) in [-1, 1], got {type(x).__name__}"
+                         + (f" of {x.dtype}" if isinstance(x, torch.Tensor) else ""))
+    if x.ndim != 4 or x.shape[1] != channels or x.shape[-2:] != (image_size, image_size):
+        raise ValueError(
+            f"images must have shape (B, {channels}, {image_size}, {image_size}), got {tuple(x.shape)}"
+        )
+
+
+@configurable
+class TiTokEncoder(nn.Module):
+    def __init__(
+        self,
+        image_size: int = 256,
+        patch_size: int = 16,
+        in_channels: int = 3,
+        width: int = 512,
+        depth: int = 8,
+        num_heads: int = 8,
+        num_tokens: int = 128,
+        token_dim: int = 12,
+        mlp_ratio: float = 4.0,
+        stem: str = "linear",
+        qk_norm: bool = False,
+        causal_tokens: bool = False,
+    ) -> None:
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        self.image_size, self.in_channels = image_size, in_channels
+        self.num_tokens, self.token_dim = num_tokens, token_dim
+        self.num_patches = (image_size // patch_size) ** 2
+        self.causal_tokens = causal_tokens
+        scale = width**-0.5
+        self.stem = build_stem(stem, patch_size, in_channels, width)
+        self.patch_pos = nn.Parameter(scale * torch.randn(1, self.num_patches, width))
+        self.latent_tokens = nn.Parameter(scale * torch.randn(1, num_tokens, width))
+        self.latent_pos = nn.Parameter(scale * torch.randn(1, num_tokens, width))
+        self.norm_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm)
+        self.norm_post = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, token_dim)
+        if causal_tokens:
+            self.register_buffer("attn_mask", self._register_mask(), persistent=False)
+        else:
+            self.attn_mask = None
+
+    def _register_mask(self) -> torch.Tensor:
+        # (L+N, L+N): patches see patches; token i sees all patches and tokens <= i.
+        L, N = self.num_patches, self.num_tokens
+        mask = torch.zeros(L + N, L + N, dtype=torch.bool)
+        mask[:, :L] = True
+        mask[L:, L:] = torch.ones(N, N, dtype=torch.bool).tril()
+        return mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x, self.image_size, self.in_channels)
+        b = x.shape[0]
+        patches = self.stem(x) + self.patch_pos  # (B, L, D)
+        latents = (self.latent_tokens + self.latent_pos).expand(b, -1, -1)  # (B, N, D)
+        h = self.transformer(self.norm_pre(torch.cat([patches, latents], dim=1)), self.attn_mask)
+        return self.proj(self.norm_post(h[:, -self.num_tokens :]))  # (B, N, token_dim)

@@ -1,0 +1,140 @@
+"""`Tokenizer`: encoder -> quantizer -> (token dropout) -> decoder, with the user-facing encode/decode API.
+
+Plain `nn.Module`; training objectives live in `vistok.trainers`, export in `vistok.hub`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vistok.configurable import configurable
+from vistok.quantizers.base import Quantizer, QuantizerOutput
+
+
+@dataclass
+class TokenizerOutput:
+    recon: torch.Tensor  # (B, C, H, W) raw decoder output
+    quant: QuantizerOutput  # codes/indices for all N tokens
+    valid: torch.Tensor | None  # (B, K) tokens the decoder saw, None if all of them
+
+
+@configurable
+class Tokenizer(nn.Module):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        quantizer: Quantizer,
+        decoder: nn.Module,
+        token_dropout: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if getattr(encoder, "token_dim", None) != quantizer.dim:
+            raise ValueError(
+                f"encoder.token_dim ({getattr(encoder, 'token_dim', None)}) must equal quantizer.dim ({quantizer.dim})"
+            )
+        self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
+        self.token_dropout = token_dropout
+
+    # --- facts a user needs ------------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self.encoder.image_size
+
+    @property
+    def max_tokens(self) -> int:
+        return self.encoder.num_tokens
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # --- training ----------------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> TokenizerOutput:
+        quant = self.quantizer(self.encoder(images))  # codes (B, N, d)
+        codes, valid = quant.codes, None
+        if self.token_dropout is not None:
+            codes, valid = self.token_dropout(codes)  # (B, K, d), (B, K) | None
+        return TokenizerOutput(self.decoder(codes, valid), quant, valid)
+
+    # --- inference ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
+        """images (B, 3, H, W) float in [-1, 1] -> int64 ids (B, K), K = num_tokens or max_tokens."""
+        k = self._check_length(self.max_tokens if num_tokens is None else num_tokens)
+        if isinstance(images, torch.Tensor) and images.is_floating_point() and images.numel():
+            lo, hi = float(images.min()), float(images.max())
+            if lo < -1.05 or hi > 1.05:
+                raise ValueError(
+                    f"images must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}] "
+                    "(for uint8 pixels use x / 127.5 - 1)"
+                )
+        z = self.encoder(images.to(self.device))
+        return self.quantizer(z).indices[:, :k]  # (B, K)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        ids: torch.Tensor | list[torch.Tensor],
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """int64 ids (B, K) with 1 <= K <= N, or a list of 1-D id tensors of different lengths -> images
+        (B, 3, H, W) in [-1, 1]. `steps`, `guidance_scale`, `seed` drive a generative decoder's sampler and
+        are ignored by a pixel decoder."""
+        ids, valid = self._batch_ids(ids)
+        codes = self.quantizer.indices_to_codes(ids.to(self.device)).float()  # (B, K, d)
+        sampling = {k: v for k, v in dict(steps=steps, guidance_scale=guidance_scale, seed=seed).items()
+                    if v is not None}
+        valid = None if valid is None else valid.to(self.device)
+        return self.decoder.reconstruct(codes, valid, **sampling).clamp(-1, 1)
+
+    def _check_length(self, k: int) -> int:
+        if not isinstance(k, int) or not 1 <= k <= self.max_tokens:
+            raise ValueError(f"number of tokens must be in 1..{self.max_tokens}, got {k}")
+        return k
+
+    def _batch_ids(self, ids: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate ids; a list of 1-D tensors becomes a padded (B, K_max) batch and a (B, K_max) mask."""
+        if isinstance(ids, (list, tuple)):
+            if not ids:
+                raise ValueError("decode got an empty list of token sequences")
+            seqs = [torch.as_tensor(t) for t in ids]
+            for i, t in enumerate(seqs):
+                if t.ndim != 1:
+                    raise ValueError(f"sequence {i} must be 1-D, got shape {tuple(t.shape)}")
+                self._check_length(int(t.numel()))
+                self.quantizer.check_indices(t)
+            k = max(int(t.numel()) for t in seqs)
+            batch = torch.zeros(len(seqs), k, dtype=torch.long)
+            valid = torch.zeros(len(seqs), k, dtype=torch.bool)
+            for i, t in enumerate(seqs):
+                batch[i, : t.numel()] = t.long()
+                valid[i, : t.numel()] = True
+            return batch, (None if bool(valid.all()) else valid)
+        if not isinstance(ids, torch.Tensor) or ids.ndim != 2:
+            raise ValueError(f"token ids must be an int64 tensor (B, K) or a list of 1-D tensors, got "
+                             f"{tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__}")
+        self._check_length(int(ids.shape[1]))
+        self.quantizer.check_indices(ids)
+        return ids.long(), None
+
+    # --- export ------------------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> Path:
+        from vistok.hub import save_pretrained
+
+        return save_pretrained(self, path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Tokenizer:
+        from vistok.hub import from_pretrained
+
+        return from_pretrained(path, map_location)

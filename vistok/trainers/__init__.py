@@ -1,0 +1,1 @@
+"""Lightning training: the thin system, losses, callbacks and the LightningCLI entry point."""

@@ -1,0 +1,91 @@
+"""Training callbacks: quantizer warm-up, reconstruction grids, codebook usage.
+
+EMA weights come from Lightning's own `EMAWeightAveraging` (used for validation and saved as the
+checkpoint's `state_dict`, hence exported).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from vistok.metrics.report import save_image_grid
+from vistok.tokenizers.dropout import pow2_lengths
+
+
+class QuantizerWarmup(pl.Callback):
+    """For the first `fraction` of training, quantize without rounding (FSQ) and keep every token.
+
+    Our CPU calibration (DESIGN.md): with rounding and nested dropout from step 0 a small TiTok collapses to
+    the average image; a continuous bottleneck first lets the tokens learn to carry the image.
+    """
+
+    def __init__(self, fraction: float = 0.25) -> None:
+        self.fraction = fraction
+
+    def _set(self, pl_module: pl.LightningModule, warm: bool) -> None:
+        tok = pl_module.tokenizer
+        if hasattr(tok.quantizer, "rounding"):
+            tok.quantizer.rounding = not warm
+        if tok.token_dropout is not None:
+            tok.token_dropout.enabled = not warm
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        warm = trainer.global_step < self.fraction * trainer.estimated_stepping_batches
+        self._set(pl_module, warm)
+        pl_module.log("train/warmup_phase", float(warm), on_step=True, on_epoch=False)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._set(pl_module, False)  # validation always measures the real, rounded tokens
+
+
+class ReconstructionGrid(pl.Callback):
+    """At each validation, write originals next to reconstructions (one column per K for flexible
+    tokenizers) to `<log_dir>/reconstructions/step_<N>.png`."""
+
+    def __init__(self, num_images: int = 8) -> None:
+        self.num_images = num_images
+        self._batch: torch.Tensor | None = None
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx == 0:
+            self._batch = batch["image"][: self.num_images]
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._batch is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        tok, x = pl_module.tokenizer, self._batch
+        ids = tok.encode(x)
+        ks = pow2_lengths(tok.max_tokens) if tok.token_dropout is not None else [tok.max_tokens]
+        columns = [x] + [tok.decode(ids[:, :k]) for k in ks]
+        out = Path(trainer.log_dir or ".") / "reconstructions" / f"step_{trainer.global_step:06d}.png"
+        save_image_grid(columns, out, ["input"] + [f"K={k}" for k in ks], f"step {trainer.global_step}")
+        self._batch = None
+
+
+class CodebookUsage(pl.Callback):
+    """Over each validation epoch: share of codes used, perplexity of the code histogram, dead codes."""
+
+    def __init__(self) -> None:
+        self._counts: torch.Tensor | None = None
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._counts = torch.zeros(pl_module.tokenizer.codebook_size, dtype=torch.long, device=pl_module.device)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if outputs and "indices" in outputs:
+            ids = outputs["indices"].reshape(-1)
+            self._counts += torch.bincount(ids, minlength=self._counts.numel())
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        counts = trainer.strategy.reduce(self._counts.float(), reduce_op="sum")
+        p = counts / counts.sum().clamp(min=1)
+        perplexity = torch.exp(-(p * p.clamp(min=1e-12).log()).sum())
+        pl_module.log("val/codebook_usage", (counts > 0).float().mean(), sync_dist=False)
+        pl_module.log("val/codebook_perplexity", perplexity, sync_dist=False)

@@ -1,0 +1,90 @@
+"""`TokenizerSystem`: the thin LightningModule that trains a `Tokenizer` with a pixel decoder.
+
+Loss = reconstruction (L1/L2) + quantizer auxiliary loss. One step shared by training and validation; EMA,
+recon grids, codebook usage and the quantizer warm-up are callbacks (`vistok.trainers.callbacks`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from vistok.configurable import to_config
+from vistok.tokenizers.dropout import pow2_lengths
+from vistok.tokenizers.tokenizer import Tokenizer
+from vistok.trainers.losses import psnr, reconstruction_loss
+from vistok.trainers.schedule import warmup_cosine
+
+
+class TokenizerSystem(pl.LightningModule):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        warmup: float = 0.05,
+        min_lr_ratio: float = 0.0,
+        l1_weight: float = 0.0,
+        l2_weight: float = 1.0,
+        quantizer_weight: float = 1.0,
+    ) -> None:
+        """`warmup` is a fraction of the run when < 1, else a number of steps."""
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.save_hyperparameters(ignore=["tokenizer"])
+
+    def _step(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = batch["image"]  # (B, 3, H, W)
+        out = self.tokenizer(x)
+        hp = self.hparams
+        rec = reconstruction_loss(out.recon, x, hp.l1_weight, hp.l2_weight)
+        loss = rec + hp.quantizer_weight * out.quant.loss
+        b = x.shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step)
+        self.log(f"{stage}/recon", rec, batch_size=b, on_step=on_step, on_epoch=not on_step)
+        self.log(f"{stage}/psnr", psnr(out.recon, x), prog_bar=True, batch_size=b, on_step=on_step,
+                 on_epoch=not on_step)
+        for name, value in out.quant.metrics.items():
+            self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step)
+        if batch.get("skipped"):
+            self.log(f"{stage}/skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+        return loss, out.quant.indices
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        _, indices = self._step(batch, "val")
+        if self.tokenizer.token_dropout is not None:
+            # Quality per prefix length: the point of a flexible-length tokenizer.
+            x = batch["image"]
+            ids = self.tokenizer.encode(x)
+            for k in pow2_lengths(self.tokenizer.max_tokens):
+                self.log(f"val/psnr_k{k}", psnr(self.tokenizer.decode(ids[:, :k]), x), batch_size=x.shape[0])
+        return {"indices": indices}  # (B, N), for the CodebookUsage callback
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, p in self.tokenizer.named_parameters():
+            if not p.requires_grad:
+                continue
+            # Norms, biases and embeddings/learned tokens are not weight-decayed (ViT practice).
+            (no_decay if p.ndim < 2 or name.endswith(("_pos", "_token", "_tokens")) else decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr, betas=tuple(hp.betas),
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(hp.warmup * total) if hp.warmup < 1 else int(hp.warmup)
+        sched = LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup, hp.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lets `vistok export` rebuild the tokenizer from the checkpoint with no config file and no pickle.
+        checkpoint["vistok_config"] = to_config(self.tokenizer)
