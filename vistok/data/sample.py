@@ -36,6 +36,7 @@ class SamplePhotoCrops(Dataset):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         names = TRAIN_PHOTOS if split == "train" else VAL_PHOTOS
+        self.names = names
         self.photos = [load_rgb(photo_dir() / n) for n in names]
         self.size, self.length, self.seed = size, length, seed
         self.flip = split == "train" if flip is None else flip

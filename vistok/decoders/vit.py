@@ -37,6 +37,7 @@ class ViTPixelDecoder(nn.Module):
         head: str = "linear",
         token_fill: str = "truncate",
         qk_norm: bool = False,
+        head_channels: list[int] | None = None,
     ) -> None:
         super().__init__()
         if token_fill not in ("truncate", "mask"):
@@ -53,7 +54,7 @@ class ViTPixelDecoder(nn.Module):
         self.norm_pre = nn.LayerNorm(width)
         self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm)
         self.norm_post = nn.LayerNorm(width)
-        self.head = build_head(head, patch_size, out_channels, width, grid)
+        self.head = build_head(head, patch_size, out_channels, width, grid, head_channels)
 
     def forward(self, codes: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """codes (B, K, d), 1 <= K <= N; valid (B, K) bool, False where a token is dropped or padding.

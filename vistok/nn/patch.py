@@ -33,16 +33,30 @@ class PatchEmbed2D(nn.Module):
         return rearrange(self.proj(x), "b d h w -> b (h w) d")
 
 
-class ConvStem(nn.Module):
-    """(B, C, H, W) -> (B, H/p * W/p, D) with log2(p) stride-2 3x3 convolutions, widening as it goes."""
+def _stage_channels(channels: list[int] | tuple[int, ...] | None, default: list[int]) -> list[int]:
+    if channels is None:
+        return default
+    channels = [int(c) for c in channels]
+    if len(channels) != len(default) or any(c < 1 for c in channels):
+        raise ValueError(f"channels must be {len(default)} positive ints (one per conv stage), got {channels}")
+    return channels
 
-    def __init__(self, patch_size: int, in_channels: int, dim: int) -> None:
+
+class ConvStem(nn.Module):
+    """(B, C, H, W) -> (B, H/p * W/p, D) with log2(p) stride-2 3x3 convolutions, widening as it goes.
+
+    `channels` (one per stage, first = highest resolution) overrides the default widths
+    max(dim / 2^(n-i), 32); smaller stages make the stem cheaper on a CPU."""
+
+    def __init__(self, patch_size: int, in_channels: int, dim: int,
+                 channels: list[int] | None = None) -> None:
         super().__init__()
         n = _num_halvings(patch_size)
+        widths = _stage_channels(channels, [max(dim // 2 ** (n - i), 32) for i in range(n)])
         layers: list[nn.Module] = []
         ch = in_channels
         for i in range(n):
-            out = max(dim // 2 ** (n - i), 32)
+            out = widths[i]
             layers += [nn.Conv2d(ch, out, 3, stride=2, padding=1), nn.GroupNorm(1, out), nn.GELU()]
             ch = out
         layers.append(nn.Conv2d(ch, dim, 1))
@@ -72,16 +86,21 @@ class LinearPatchHead(nn.Module):
 
 
 class ConvUpsampleHead(nn.Module):
-    """(B, L, D) -> (B, C, H, W): nearest-upsample + 3x3 conv stages, the mirror of `ConvStem`."""
+    """(B, L, D) -> (B, C, H, W): nearest-upsample + 3x3 conv stages, the mirror of `ConvStem`.
 
-    def __init__(self, patch_size: int, out_channels: int, dim: int, grid: int) -> None:
+    `channels` (one per stage, first = lowest resolution) overrides the default widths
+    max(dim / 2^(i+1), 32); the full-resolution stages dominate the cost, so narrowing them is cheap."""
+
+    def __init__(self, patch_size: int, out_channels: int, dim: int, grid: int,
+                 channels: list[int] | None = None) -> None:
         super().__init__()
         n = _num_halvings(patch_size)
+        widths = _stage_channels(channels, [max(dim // 2 ** (i + 1), 32) for i in range(n)])
         self.grid = grid
         layers: list[nn.Module] = []
         ch = dim
         for i in range(n):
-            out = max(dim // 2 ** (i + 1), 32)
+            out = widths[i]
             layers += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.Conv2d(ch, out, 3, padding=1),
@@ -97,17 +116,25 @@ class ConvUpsampleHead(nn.Module):
         return self.net(x)
 
 
-def build_stem(kind: str, patch_size: int, in_channels: int, dim: int) -> nn.Module:
+def build_stem(kind: str, patch_size: int, in_channels: int, dim: int,
+               channels: list[int] | None = None) -> nn.Module:
+    """`channels` (conv stem only) sets each stage's width; None keeps the defaults."""
     if kind == "linear":
+        if channels is not None:
+            raise ValueError("channels applies only to a conv stem")
         return PatchEmbed2D(patch_size, in_channels, dim)
     if kind == "conv":
-        return ConvStem(patch_size, in_channels, dim)
+        return ConvStem(patch_size, in_channels, dim, channels)
     raise ValueError(f"stem must be 'linear' or 'conv', got {kind!r}")
 
 
-def build_head(kind: str, patch_size: int, out_channels: int, dim: int, grid: int) -> nn.Module:
+def build_head(kind: str, patch_size: int, out_channels: int, dim: int, grid: int,
+               channels: list[int] | None = None) -> nn.Module:
+    """`channels` (conv head only) sets each stage's width; None keeps the defaults."""
     if kind == "linear":
+        if channels is not None:
+            raise ValueError("channels applies only to a conv head")
         return LinearPatchHead(patch_size, out_channels, dim, grid)
     if kind == "conv":
-        return ConvUpsampleHead(patch_size, out_channels, dim, grid)
+        return ConvUpsampleHead(patch_size, out_channels, dim, grid, channels)
     raise ValueError(f"head must be 'linear' or 'conv', got {kind!r}")

@@ -47,6 +47,7 @@ class TiTokEncoder(nn.Module):
         stem: str = "linear",
         qk_norm: bool = False,
         causal_tokens: bool = False,
+        stem_channels: list[int] | None = None,
     ) -> None:
         super().__init__()
         if image_size % patch_size:
@@ -56,7 +57,7 @@ class TiTokEncoder(nn.Module):
         self.num_patches = (image_size // patch_size) ** 2
         self.causal_tokens = causal_tokens
         scale = width**-0.5
-        self.stem = build_stem(stem, patch_size, in_channels, width)
+        self.stem = build_stem(stem, patch_size, in_channels, width, stem_channels)
         self.patch_pos = nn.Parameter(scale * torch.randn(1, self.num_patches, width))
         self.latent_tokens = nn.Parameter(scale * torch.randn(1, num_tokens, width))
         self.latent_pos = nn.Parameter(scale * torch.randn(1, num_tokens, width))

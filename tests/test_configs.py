@@ -1,0 +1,68 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import photo_batch
+from vistok import Tokenizer
+from vistok.checkpoint import load_checkpoint
+from vistok.trainers.cli import cli_main
+
+CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+
+
+def _tiny_overrides(config: Path, root: Path) -> list[str]:
+    args = [
+        "--trainer.max_steps=1", "--trainer.precision=32-true", f"--trainer.default_root_dir={root}",
+        f"--trainer.logger.init_args.save_dir={root}", "--trainer.val_check_interval=1",
+        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--trainer.max_time=null",
+        "--data.batch_size=2", "--data.val_batch_size=2", "--data.val_length=2", "--data.num_workers=0",
+    ]
+    doc = yaml.safe_load(config.read_text())
+    if doc["data"]["image_size"] > 64:  # big variants: same widths and shapes, one layer each side
+        prefix = "--model.tokenizer.init_args"
+        args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
+    return args
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_config_parses_and_trains_one_step(config, tmp_path):
+    cli = cli_main(["fit", "--config", str(config), *_tiny_overrides(config, tmp_path)])
+    assert cli.trainer.global_step == 1
+    assert list(tmp_path.rglob("config.yaml")), "the resolved config is saved with the run"
+    assert list(tmp_path.rglob("last.ckpt"))
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("vistok")
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_fits_two_steps_then_exports_identical_model(tmp_path):
+    config = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    overrides = [a for a in _tiny_overrides(config, tmp_path) if "max_steps" not in a]
+    r = _run("fit", "--config", str(config), "--trainer.max_steps=2", *overrides, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    r = _run("export", "--model", str(ckpt), "--output", str(tmp_path / "export"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("config.json", "model.safetensors", "codebook.safetensors", "tokens.json", "README.md"):
+        assert (tmp_path / "export" / name).is_file(), name
+    x = photo_batch(4)
+    from_ckpt, exported = load_checkpoint(ckpt), Tokenizer.from_pretrained(tmp_path / "export")
+    assert torch.equal(from_ckpt.encode(x), exported.encode(x))
+    assert torch.equal(from_ckpt.decode(from_ckpt.encode(x)), exported.decode(exported.encode(x)))
+
+
+def test_misspelt_config_key_fails_before_work_naming_the_key(tmp_path):
+    config = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    r = _run("fit", "--config", str(config), "--model.lrr=0.1", cwd=tmp_path)
+    assert r.returncode != 0 and "lrr" in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text().replace("batch_size:", "bacth_size:", 1))
+    r = _run("fit", "--config", str(bad), cwd=tmp_path)
+    assert r.returncode != 0 and "bacth_size" in r.stderr
+    assert not list(tmp_path.rglob("*.ckpt")) and not (tmp_path / "runs").exists()

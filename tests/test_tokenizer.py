@@ -1,0 +1,117 @@
+import json
+
+import pytest
+import torch
+
+from tests.conftest import photo_batch
+from vistok import Tokenizer
+from vistok.tokenizers import VARIANTS, build_tokenizer
+from vistok.trainers.losses import reconstruction_loss
+
+
+def _input_for(tok: Tokenizer, batch: int) -> torch.Tensor:
+    return torch.rand(batch, 3, tok.image_size, tok.image_size) * 2 - 1
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_runs_forward_backward_and_every_parameter_gets_a_gradient(name):
+    # The B and L variants run at 64 px (same layers, a 4x4 patch grid) to keep the suite fast on a CPU.
+    tok = build_tokenizer(name, image_size=64) if name in ("titok-b-64", "titok-l-32") else build_tokenizer(name)
+    tok.train()
+    x = _input_for(tok, 4 if tok.image_size <= 64 else 1)
+    if tok.token_dropout is not None:
+        tok.token_dropout.full_prob = 0.0
+        torch.manual_seed(3)  # a draw with some K < N, so the dropped-token embedding is used
+    out = tok(x)
+    assert out.recon.shape == x.shape
+    loss = reconstruction_loss(out.recon, x) + out.quant.loss
+    loss.backward()
+    missing = [n for n, p in tok.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    assert not missing, f"parameters without gradient: {missing[:10]}"
+
+
+@pytest.mark.parametrize("dropout", [None, "nested", "tail"])
+def test_every_prefix_length_decodes(dropout):
+    tok = build_tokenizer("titok-tiny", dropout=dropout).eval()
+    x = photo_batch(3)
+    ids = tok.encode(x)
+    assert ids.dtype == torch.int64 and ids.shape == (3, tok.max_tokens)
+    for k in range(1, tok.max_tokens + 1):
+        y = tok.decode(ids[:, :k])
+        assert y.shape == x.shape and torch.isfinite(y).all()
+        assert y.min() >= -1 and y.max() <= 1
+        assert torch.equal(tok.encode(x, num_tokens=k), ids[:, :k])
+
+
+@pytest.mark.parametrize("dropout", [None, "nested"])
+def test_list_of_lengths_decodes_in_one_batch_like_one_by_one(dropout):
+    tok = build_tokenizer("titok-tiny", dropout=dropout).eval()
+    ids = tok.encode(photo_batch(3))
+    seqs = [ids[0, :2], ids[1], ids[2, :5]]
+    batched = tok.decode(seqs)
+    for i, s in enumerate(seqs):
+        torch.testing.assert_close(batched[i : i + 1], tok.decode(s[None]), atol=1e-5, rtol=1e-5)
+
+
+def test_bad_lengths_ids_and_images_are_refused():
+    tok = build_tokenizer("titok-tiny").eval()
+    n, v = tok.max_tokens, tok.codebook_size
+    with pytest.raises(ValueError, match=f"1..{n}"):
+        tok.decode(torch.zeros(1, n + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=f"1..{n}"):
+        tok.decode(torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match=f"1..{n}"):
+        tok.encode(photo_batch(1), num_tokens=n + 1)
+    with pytest.raises(ValueError, match=str(v - 1)):
+        tok.decode(torch.full((1, 2), v, dtype=torch.long))
+    with pytest.raises(ValueError, match=str(v - 1)):
+        tok.decode([torch.tensor([0, 1]), torch.tensor([-1])])
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        tok.encode(torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        tok.encode(torch.full((1, 3, 32, 32), 255.0))
+    with pytest.raises(ValueError, match="float"):
+        tok.encode(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    tok = build_tokenizer("titok-tiny", num_tokens=16).train()
+    x = photo_batch(8, split="train", seed=1)
+    opt = torch.optim.AdamW(tok.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(200):
+        out = tok(x)
+        loss = reconstruction_loss(out.recon, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert min(losses[-10:]) < losses[0] / 10, (losses[0], losses[-10:])
+
+
+@pytest.mark.parametrize("name", ["titok-tiny", "titok-demo"])
+def test_export_reloads_to_identical_tokens_and_images(tmp_path, name):
+    tok = build_tokenizer(name)
+    tok.train()
+    tok(_input_for(tok, 4))  # move BatchNorm statistics away from their defaults
+    tok.eval()
+    x = photo_batch(4)
+    tok.save_pretrained(tmp_path)
+    again = Tokenizer.from_pretrained(tmp_path)
+    assert torch.equal(tok.encode(x), again.encode(x))
+    assert torch.equal(tok.decode(tok.encode(x)), again.decode(again.encode(x)))
+    spec = json.loads((tmp_path / "tokens.json").read_text())
+    assert spec["codebook_size"] == tok.codebook_size and spec["max_tokens"] == tok.max_tokens
+    assert min(spec["special_tokens"].values()) == tok.codebook_size
+
+
+def test_export_refuses_unknown_classes(tmp_path):
+    build_tokenizer("titok-tiny").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["init_args"]["encoder"]["class_path"] = "os.system"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="'os.system' is not an allowed vistok class"):
+        Tokenizer.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a vistok export directory"):
+        Tokenizer.from_pretrained(tmp_path / "nowhere")
