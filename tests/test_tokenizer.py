@@ -16,7 +16,8 @@ def _input_for(tok: Tokenizer, batch: int) -> torch.Tensor:
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_every_variant_runs_forward_backward_and_every_parameter_gets_a_gradient(name):
     # The B and L variants run at 64 px (same layers, a 4x4 patch grid) to keep the suite fast on a CPU.
-    tok = build_tokenizer(name, image_size=64) if name in ("titok-b-64", "titok-l-32") else build_tokenizer(name)
+    big = ("titok-b-64", "titok-l-32", "flextok-d12", "onedpiece-s-256")
+    tok = build_tokenizer(name, image_size=64) if name in big else build_tokenizer(name)
     tok.train()
     x = _input_for(tok, 4 if tok.image_size <= 64 else 1)
     if tok.token_dropout is not None:

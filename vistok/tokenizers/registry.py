@@ -1,6 +1,7 @@
 """Named tokenizer variants: `build_tokenizer("titok-s-128")`.
 
-The 256 px TiTok sizes follow the paper (patch 16; S = width 512, 8 layers, 8 heads; B = 768/12/12;
+FlexTok and One-D-Piece variants are flexible-length: any prefix of their tokens decodes. The 256 px TiTok
+sizes follow the paper (patch 16; S = width 512, 8 layers, 8 heads; B = 768/12/12;
 L = 1024/24/16; VQ with 4096 codes of dimension 12). The small variants are for the CPU: `titok-tiny` for
 tests, `titok-demo` for `make demo` (its recipe is explained in configs/demo.yaml).
 """
@@ -14,6 +15,7 @@ from vistok.decoders.vit import ViTPixelDecoder
 from vistok.quantizers.fsq import FSQQuantizer
 from vistok.quantizers.vq import VQQuantizer
 from vistok.tokenizers.dropout import NestedDropout, TailDrop
+from vistok.tokenizers.flextok import FlexTokEncoder
 from vistok.tokenizers.titok import TiTokEncoder
 from vistok.tokenizers.tokenizer import Tokenizer
 
@@ -99,3 +101,38 @@ def titok_demo(num_tokens: int = 32, levels: tuple[int, ...] = (8, 8, 8, 5, 5)) 
         dec,
         NestedDropout(num_tokens, "pow2", full_prob=0.25),
     )
+
+
+def _flextok(image_size: int, patch_size: int, width: int, depth: int, heads: int, num_tokens: int,
+             levels: list[int], distribution: str = "pow2") -> Tokenizer:
+    enc = FlexTokEncoder(image_size=image_size, patch_size=patch_size, width=width, depth=depth, num_heads=heads,
+                         num_tokens=num_tokens, token_dim=len(levels))
+    dec = ViTPixelDecoder(image_size=image_size, patch_size=patch_size, width=width, depth=depth, num_heads=heads,
+                          num_tokens=num_tokens, token_dim=len(levels), token_fill="mask", qk_norm=True)
+    return Tokenizer(enc, FSQQuantizer(levels, input_norm=True), dec, NestedDropout(num_tokens, distribution))
+
+
+@register("flextok-d12")
+def flextok_d12(image_size: int = 256, depth: int = 12) -> Tokenizer:
+    """FlexTok-style d12 (width 64*d, d heads) on 16 px pixel patches, 1..256 tokens, FSQ 8,8,8,5,5,5 (64,000)."""
+    return _flextok(image_size, 16, 64 * 12, depth, 12, 256, [8, 8, 8, 5, 5, 5])
+
+
+@register("flextok-tiny")
+def flextok_tiny(num_tokens: int = 16) -> Tokenizer:
+    """32 px CPU FlexTok: causal registers, nested dropout, FSQ 8,5,5,5."""
+    return _flextok(32, 8, 64, 2, 2, num_tokens, [8, 5, 5, 5])
+
+
+@register("onedpiece-s-256")
+def onedpiece_s_256(image_size: int = 256, depth: int = 8) -> Tokenizer:
+    """One-D-Piece-S-256: TiTok-S encoder/decoder, 256 tokens, VQ 4096, tail drop (one K per batch)."""
+    enc, dec = _vit_pair(image_size, 16, 512, depth, 8, 256, 12)
+    return Tokenizer(enc, VQQuantizer(dim=12, codebook_size=4096), dec, TailDrop(256))
+
+
+@register("onedpiece-tiny")
+def onedpiece_tiny(num_tokens: int = 16) -> Tokenizer:
+    """32 px CPU One-D-Piece: tail drop, FSQ 8,5,5,5."""
+    enc, dec = _vit_pair(32, 8, 64, 2, 2, num_tokens, 4)
+    return Tokenizer(enc, FSQQuantizer([8, 5, 5, 5], input_norm=True), dec, TailDrop(num_tokens))

@@ -79,6 +79,15 @@ class Tokenizer(nn.Module):
         z = self.encoder(images.to(self.device))
         return self.quantizer(z).indices[:, :k]  # (B, K)
 
+    def encode_adaptive(self, images: torch.Tensor, target_psnr: float):
+        """One 1-D id tensor per image: the shortest prefix whose reconstruction reaches `target_psnr` dB.
+
+        Returns an `AdaptiveEncoding` (iterable like a list of tensors) with `.lengths`, `.psnr`,
+        `.unreachable` (images that get all N tokens and still miss the target) and `.histogram()`."""
+        from vistok.tokenizers.adaptive import encode_adaptive
+
+        return encode_adaptive(self, images, target_psnr)
+
     @torch.no_grad()
     def decode(
         self,

@@ -1,0 +1,80 @@
+"""Content-adaptive token counts: the shortest prefix whose reconstruction meets a quality target.
+
+None of the anchors ship this; it is what nested dropout / tail drop make possible. Per image: try the
+lengths 1, 2, 4, ..., N (batched over the images still searching), then bisect between the last length
+that missed and the first that met the target. Images whose full-length reconstruction misses the target
+are reported as unreachable and keep all N tokens. Each probe is one batched decode, so the cost is about
+log2(N) + log2(N/2) decodes per image. PSNR need not be monotone in K; the result always meets the target
+where any probed length did, and in particular wherever the full length does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from vistok.tokenizers.dropout import pow2_lengths
+
+
+def per_image_psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B,) PSNR in dB for images in [-1, 1]."""
+    mse = (recon.float().clamp(-1, 1) - target.float()).pow(2).flatten(1).mean(1).clamp(min=1e-10)
+    return 10 * torch.log10(4.0 / mse)
+
+
+@dataclass
+class AdaptiveEncoding:
+    """One 1-D int64 token tensor per image (iterate or index it like a list) and what the search found."""
+
+    tokens: list[torch.Tensor]
+    lengths: torch.Tensor  # (B,) chosen K
+    psnr: torch.Tensor  # (B,) PSNR at the chosen K
+    unreachable: torch.Tensor  # (B,) bool: even N tokens miss the target
+    target_psnr: float
+
+    def __iter__(self):
+        return iter(self.tokens)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.tokens[i]
+
+    def histogram(self) -> dict[int, int]:
+        return dict(sorted(Counter(int(k) for k in self.lengths).items()))
+
+
+@torch.no_grad()
+def encode_adaptive(tokenizer, images: torch.Tensor, target_psnr: float) -> AdaptiveEncoding:
+    ids = tokenizer.encode(images)  # (B, N)
+    images = images.to(ids.device)
+    b, n = ids.shape
+
+    def quality(rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        recon = tokenizer.decode([ids[r, : int(k)] for r, k in zip(rows.tolist(), lengths.tolist())])
+        return per_image_psnr(recon, images[rows])
+
+    chosen = torch.full((b,), n, dtype=torch.long)
+    missed = torch.zeros(b, dtype=torch.long)  # longest length known to miss (0: none yet)
+    met = torch.zeros(b, dtype=torch.bool)
+    for k in pow2_lengths(n):
+        rows = (~met).nonzero().flatten()
+        if not len(rows):
+            break
+        ok = quality(rows, torch.full((len(rows),), k)).cpu() >= target_psnr
+        chosen[rows[ok]] = k
+        missed[rows[~ok]] = k
+        met[rows[ok]] = True
+    while True:
+        rows = (met & (chosen - missed > 1)).nonzero().flatten()
+        if not len(rows):
+            break
+        mid = (chosen[rows] + missed[rows]) // 2
+        ok = quality(rows, mid).cpu() >= target_psnr
+        chosen[rows[ok]] = mid[ok]
+        missed[rows[~ok]] = mid[~ok]
+    final = quality(torch.arange(b), chosen).cpu()
+    return AdaptiveEncoding([ids[i, : int(chosen[i])].clone() for i in range(b)], chosen, final, ~met, target_psnr)
