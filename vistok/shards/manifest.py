@@ -1,0 +1,130 @@
+"""`manifest.json`: the record of an encode job, and its commit log.
+
+Layout (DESIGN.md, Contracts: Token shards):
+  {"format": "vistok-token-shards/1", "complete": bool,
+   "tokenizer": {"model", "class", "weights_sha256", "tokens": <tokens.json of the model>},
+   "job": {"input_kind", "inputs", "num_inputs", "inputs_sha256", "tasks", "num_tokens", "target_psnr",
+           "shard_size"},
+   "shards": [{"name", "task", "samples", "tokens", "bytes", "sha256"}],    every finished shard
+   "skipped": [{"task", "source", "reason"}],                                every input that was not encoded
+   "tasks_done": [task indices], "totals": {"inputs", "encoded", "skipped", "tokens", "bytes", "shards"}}
+
+A task is *done* only once its shards have been renamed from `*.tar.partial` to `*.tar` and the manifest
+that lists them has been atomically replaced (write a temporary file, fsync, `os.replace`). A single
+process writes `manifest.json` itself after every task; in a distributed job each rank writes
+`manifest.rank{r:03d}.json` and rank 0 merges them into `manifest.json` at the end. A rerun reads all of
+them, refuses a different job (other inputs, model, K or shard size), and redoes only unfinished tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+FORMAT = "vistok-token-shards/1"
+MANIFEST = "manifest.json"
+RANK_GLOB = "manifest.rank*.json"
+
+
+def rank_file(output: Path, rank: int) -> Path:
+    return output / f"manifest.rank{rank:03d}.json"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a vistok token-shard directory")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{path}: 'format' is {doc.get('format')!r}, expected {FORMAT!r}")
+    return doc
+
+
+class Manifest:
+    """Done tasks of one job (all ranks, all earlier runs) and this rank's commit file."""
+
+    def __init__(self, output: Path, tokenizer: dict[str, Any], job: dict[str, Any], rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.output, self.tokenizer, self.job = output, tokenizer, job
+        self.own_file = output / MANIFEST if world_size == 1 else rank_file(output, rank)
+        self.tasks: dict[int, dict[str, Any]] = {}  # task -> {"shards": [...], "skipped": [...]}
+        for f in [output / MANIFEST, *sorted(output.glob(RANK_GLOB))]:
+            if f.is_file():
+                self._absorb(f)
+        self.own: set[int] = set()
+        for stale in output.glob(f".{self.own_file.name}.*.tmp"):  # a commit cut short by a kill
+            stale.unlink()
+
+    def _absorb(self, f: Path) -> None:
+        doc = read_manifest(f)
+        for key, want in (("job", self.job), ("tokenizer", self.tokenizer)):
+            have = doc.get(key, {})
+            diff = sorted(k for k in set(have) | set(want) if k != "model" and have.get(k) != want.get(k))
+            if diff:
+                raise ValueError(f"{f} belongs to a different encode job ({key} differs in {', '.join(diff)}); "
+                                 "use another --output directory, or delete it to start over")
+        for t in doc.get("tasks_done", []):
+            self.tasks[t] = {"shards": [s for s in doc["shards"] if s["task"] == t],
+                             "skipped": [s for s in doc["skipped"] if s["task"] == t]}
+
+    def done(self, task: int) -> bool:
+        return task in self.tasks
+
+    def adopt(self, tasks: list[int]) -> None:
+        """Carry these already-done tasks in this rank's file (so that rewriting it never forgets them)."""
+        self.own |= {t for t in tasks if t in self.tasks}
+
+    def commit(self, task: int, shards: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> None:
+        self.tasks[task] = {"shards": shards, "skipped": skipped}
+        self.own.add(task)
+        write_json_atomic(self.own_file, self.to_json(self.own if self.own_file.name != MANIFEST else None))
+
+    def to_json(self, only: set[int] | None = None, complete: bool = False) -> dict[str, Any]:
+        tasks = sorted(self.tasks if only is None else only)
+        shards = sorted((s for t in tasks for s in self.tasks[t]["shards"]), key=lambda s: s["name"])
+        skipped = [s for t in tasks for s in self.tasks[t]["skipped"]]
+        encoded = sum(s["samples"] for s in shards)
+        totals = {"inputs": encoded + len(skipped), "encoded": encoded, "skipped": len(skipped),
+                  "tokens": sum(s["tokens"] for s in shards), "bytes": sum(s["bytes"] for s in shards),
+                  "shards": len(shards)}
+        return {"format": FORMAT, "complete": complete, "tokenizer": self.tokenizer, "job": self.job,
+                "shards": shards, "skipped": skipped, "tasks_done": tasks, "totals": totals}
+
+    def reload(self) -> None:
+        """Re-read every manifest file (rank 0, after the other ranks finished)."""
+        for f in [self.output / MANIFEST, *sorted(self.output.glob(RANK_GLOB))]:
+            if f.is_file():
+                self._absorb(f)
+
+    def finalize(self, num_tasks: int) -> dict[str, Any]:
+        """Write the merged manifest.json (complete when every task is done) and drop the rank files."""
+        doc = self.to_json(complete=len(self.tasks) == num_tasks)
+        write_json_atomic(self.output / MANIFEST, doc)
+        for f in self.output.glob(RANK_GLOB):
+            f.unlink()
+        return doc

@@ -1,0 +1,258 @@
+"""The encode job: images in, webdataset token shards + manifest.json out (`vistok encode`).
+
+Each sample is `__key__`, `tokens.npy` ((K,) uint16 when the codebook has <= 65536 codes, else int32) and
+`json` ({"source", "size": [W, H] of the input, "label" when the input has one, "K"}). Loading runs in
+DataLoader workers (`InputStream`), encoding in the main process; a shard is written as `*.tar.partial`,
+renamed to `*.tar` when closed, and its task is committed to the manifest after all its shards are renamed
+(see `manifest.py` for resume). With `torch.distributed` initialised each rank encodes a contiguous block of
+tasks (so a contiguous range of shard names) and rank 0 merges the manifests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from vistok.shards.inputs import InputPlan, InputStream, plan_inputs
+from vistok.shards.manifest import Manifest, sha256_file
+
+log = logging.getLogger("vistok.shards")
+TAR_MTIME = 946684800.0  # fixed member times: the same samples give byte-identical shards
+
+
+class EncodeError(RuntimeError):
+    """A fatal problem with the job's inputs (under --strict) or settings."""
+
+
+@dataclass
+class EncodeSummary:
+    inputs: int
+    encoded: int
+    skipped: int
+    tokens: int
+    bytes: int
+    shards: int
+    complete: bool
+    encoded_now: int  # by this run (and this rank)
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.encoded_now / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        state = "" if self.complete else " (incomplete: rerun the same command to finish)"
+        return (f"{self.inputs} inputs: {self.encoded} encoded, {self.skipped} skipped, {self.tokens} tokens, "
+                f"{self.bytes} bytes in {self.shards} shards; {self.encoded_now} encoded in this run at "
+                f"{self.images_per_s:.1f} images/s{state}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "images_per_s": self.images_per_s}
+
+
+def shard_name(task: int, part: int) -> str:
+    return f"tokens-{task:06d}-{part:03d}.tar"
+
+
+def weights_fingerprint(tok: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(tok.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def tokenizer_info(tok: Any, model_path: str | None) -> dict[str, Any]:
+    from vistok.hub import token_spec
+
+    cls = type(tok)
+    return {"model": model_path, "class": f"{cls.__module__}.{cls.__qualname__}",
+            "weights_sha256": weights_fingerprint(tok), "tokens": token_spec(tok)}
+
+
+class _TaskWriter:
+    """The output shards of one task: `*.tar.partial` files renamed to `*.tar` once closed."""
+
+    def __init__(self, output: Path, task: int, shard_size: int, dtype: np.dtype) -> None:
+        self.output, self.task, self.shard_size, self.dtype = output, task, shard_size, dtype
+        self.shards: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, Any]] = []
+        self._tar = None
+        self._count = self._tokens = 0
+
+    def write(self, key: str, ids: torch.Tensor, meta: dict[str, Any]) -> None:
+        import webdataset as wds
+
+        if self._tar is None:
+            self._path = self.output / shard_name(self.task, len(self.shards))
+            self._tar = wds.TarWriter(str(self._path) + ".partial", encoder=False, mtime=TAR_MTIME)
+        buf = io.BytesIO()
+        np.save(buf, ids.numpy().astype(self.dtype), allow_pickle=False)
+        info = {"source": meta["source"], "size": meta["size"], "K": int(ids.numel())}
+        if "label" in meta:
+            info["label"] = meta["label"]
+        self._tar.write({"__key__": key, "tokens.npy": buf.getvalue(), "json": json.dumps(info).encode()})
+        self._count += 1
+        self._tokens += int(ids.numel())
+        if self._count == self.shard_size:
+            self._close()
+
+    def _close(self) -> None:
+        self._tar.close()
+        partial = Path(str(self._path) + ".partial")
+        entry = {"name": self._path.name, "task": self.task, "samples": self._count, "tokens": self._tokens,
+                 "bytes": partial.stat().st_size, "sha256": sha256_file(partial)}
+        os.replace(partial, self._path)
+        self.shards.append(entry)
+        self._tar, self._count, self._tokens = None, 0, 0
+
+    def finish(self) -> None:
+        if self._tar is not None:
+            self._close()
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _load_model(model: Any, device: str | torch.device | None) -> tuple[Any, str | None]:
+    from vistok.checkpoint import load_tokenizer
+
+    path = None
+    if isinstance(model, (str, Path)):
+        path = str(model)
+        if not Path(model).exists():
+            raise FileNotFoundError(f"model {model} not found (expected an export directory or a .ckpt file)")
+        model = load_tokenizer(model)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), path
+
+
+def encode_to_shards(
+    model: Any,
+    inputs: list[str] | str,
+    output: str | Path,
+    num_tokens: int | None = None,
+    target_psnr: float | None = None,
+    batch_size: int = 64,
+    shard_size: int = 1000,
+    workers: int = 2,
+    device: str | None = None,
+    strict: bool = False,
+    progress: bool = True,
+) -> EncodeSummary:
+    """Encode an image folder or webdataset shards into token shards under `output` (resumable).
+
+    `model` is a Tokenizer, an export directory or a .ckpt. Every check on the model and the settings runs
+    before any input is read or any file written.
+    """
+    tok, model_path = _load_model(model, device)
+    if num_tokens is not None and target_psnr is not None:
+        raise ValueError("give either num_tokens or target_psnr, not both")
+    if target_psnr is not None and not hasattr(tok, "encode_adaptive"):
+        raise ValueError("--target-psnr needs Tokenizer.encode_adaptive, which this vistok version does not have; "
+                         "use --num-tokens")
+    if num_tokens is not None and not 1 <= num_tokens <= tok.max_tokens:
+        raise ValueError(f"--num-tokens {num_tokens} does not fit the model {model_path or type(tok).__name__}: "
+                         f"it has 1..{tok.max_tokens} tokens")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    k = tok.max_tokens if num_tokens is None and target_psnr is None else num_tokens
+    plan = plan_inputs(inputs, shard_size)
+
+    rank, world = _dist_info()
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    job = {**plan.job_info(), "num_tokens": k, "target_psnr": target_psnr, "shard_size": shard_size}
+    manifest = Manifest(output, tokenizer_info(tok, model_path), job, rank, world)
+    block = _block(len(plan.tasks), rank, world)
+    manifest.adopt(block)
+    pending = [t for t in block if not manifest.done(t)]
+    for t in pending:  # leftovers of a killed run: partial or renamed-but-uncommitted shards
+        for f in output.glob(f"tokens-{t:06d}-*"):
+            f.unlink()
+
+    start = time.perf_counter()
+    encoded_now = _run(tok, plan, pending, output, manifest, k, target_psnr, batch_size, shard_size, workers,
+                       strict, progress and rank == 0)
+    seconds = time.perf_counter() - start
+
+    if world > 1:
+        dist.barrier()
+    doc = manifest.to_json()
+    if rank == 0:
+        manifest.reload()
+        doc = manifest.finalize(len(plan.tasks))
+    if world > 1:
+        dist.barrier()
+    tot = doc["totals"]
+    summary = EncodeSummary(tot["inputs"], tot["encoded"], tot["skipped"], tot["tokens"], tot["bytes"],
+                            tot["shards"], bool(doc["complete"]), encoded_now, seconds)
+    return summary
+
+
+def _block(num_tasks: int, rank: int, world: int) -> list[int]:
+    return list(range(num_tasks * rank // world, num_tasks * (rank + 1) // world))
+
+
+def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: Manifest, k: int | None,
+         target_psnr: float | None, batch_size: int, shard_size: int, workers: int, strict: bool,
+         show: bool) -> int:
+    from tqdm import tqdm
+
+    if not pending:
+        return 0
+    dtype = np.dtype(np.uint16 if tok.codebook_size <= 65536 else np.int32)
+    stream = InputStream(plan, pending, tok.image_size, batch_size)
+    workers = min(workers, len(pending))
+    loader = DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
+                        pin_memory=tok.device.type == "cuda")
+    total = None if plan.num_inputs is None else sum(len(plan.tasks[t].items) for t in pending)
+    bar = tqdm(total=total, unit="img", desc="encode", disable=not show, dynamic_ncols=True)
+    open_tasks: dict[int, _TaskWriter] = {}
+    encoded = 0
+
+    def writer(t: int) -> _TaskWriter:
+        if t not in open_tasks:
+            open_tasks[t] = _TaskWriter(output, t, shard_size, dtype)
+        return open_tasks[t]
+
+    try:
+        for chunk in loader:
+            for s in chunk["skipped"]:
+                if strict:
+                    raise EncodeError(f"{s['source']}: {s['reason']} (--strict)")
+                log.warning("skipping %s: %s", s["source"], s["reason"])
+                writer(s["task"]).skipped.append(s)
+            if chunk["images"] is not None:
+                x = chunk["images"].to(tok.device, non_blocking=True)
+                if target_psnr is None:
+                    ids = list(tok.encode(x, num_tokens=k).cpu())  # (B, K) -> B x (K,)
+                else:
+                    ids = [t.cpu() for t in tok.encode_adaptive(x, target_psnr=target_psnr)]
+                for meta, seq in zip(chunk["meta"], ids):
+                    writer(meta["task"]).write(meta["key"], seq, meta)
+                encoded += len(ids)
+            bar.update(len(chunk["meta"]) + len(chunk["skipped"]))
+            for end in chunk["ends"]:
+                w = writer(end["task"])
+                w.finish()
+                manifest.commit(end["task"], w.shards, w.skipped)
+                del open_tasks[end["task"]]
+    finally:
+        bar.close()
+    return encoded
