@@ -12,14 +12,11 @@ from pathlib import Path
 import torch
 
 from vistok.configurable import from_config
-from vistok.hub import save_pretrained
+from vistok.hub import import_model_classes, save_pretrained
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu"):
-    import vistok.decoders  # noqa: F401  (registers the allow-listed classes)
-    import vistok.quantizers  # noqa: F401
-    import vistok.tokenizers  # noqa: F401
-
+    import_model_classes()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")

@@ -74,11 +74,16 @@ def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torc
     return path
 
 
-def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Rebuild a tokenizer from an export directory; never unpickles; returns it in eval mode."""
-    import vistok.decoders  # noqa: F401  (registers the allow-listed classes)
+def import_model_classes() -> None:
+    """Import every module that defines @configurable classes, so the allow-list is complete."""
+    import vistok.decoders  # noqa: F401
     import vistok.quantizers  # noqa: F401
     import vistok.tokenizers  # noqa: F401
+
+
+def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Rebuild a tokenizer from an export directory; never unpickles; returns it in eval mode."""
+    import_model_classes()
 
     path = Path(path)
     cfg_file, weights = path / "config.json", path / "model.safetensors"

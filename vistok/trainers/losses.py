@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vistok.tokenizers.adaptive import per_image_psnr
+
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, l1: float = 0.0, l2: float = 1.0) -> torch.Tensor:
     """Weighted L1 + L2 in fp32."""
@@ -18,6 +20,5 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, l1: float = 0
 
 
 def psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean PSNR in dB over the batch for images in [-1, 1] (peak-to-peak 2), computed per image."""
-    mse = (recon.float().clamp(-1, 1) - target.float()).pow(2).flatten(1).mean(1).clamp(min=1e-10)
-    return (10 * torch.log10(4.0 / mse)).mean()
+    """Mean PSNR in dB over the batch for images in [-1, 1], computed per image."""
+    return per_image_psnr(recon, target).mean()
