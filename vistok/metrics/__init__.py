@@ -1,1 +1,24 @@
-"""Metrics and reports."""
+"""Metrics and reports: rFID/FVD (Frechet distances), PSNR/SSIM/LPIPS, codec baselines, codebook statistics.
+
+The public functions are imported lazily, so that `vistok.metrics.report` (used by training callbacks) does not
+pull in torchmetrics' FID machinery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "compute_fid": "vistok.metrics.fid",
+    "compute_fvd": "vistok.metrics.fvd",
+    "frechet_distance": "vistok.metrics.frechet",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'vistok.metrics' has no attribute {name!r}")

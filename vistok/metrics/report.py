@@ -38,3 +38,35 @@ def save_image_grid(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_rate_distortion(rows: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
+    """Write rate_distortion.png: PSNR and SSIM against bits per pixel (log scale), one curve per method.
+    `rows` are metrics.json rows: {"method", "bpp", "psnr", "ssim", "tokens"?, "quality"?}; tokenizer points are
+    labelled with their token count K."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+        for method in methods:
+            pts = sorted((r["bpp"], r[key], r.get("tokens")) for r in rows
+                         if r["method"] == method and r.get(key) is not None)
+            if not pts:
+                continue
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            ax.plot(xs, ys, marker="o", ms=3, label=method)
+            if method == "tokenizer":
+                for x, y, k in pts:
+                    ax.annotate(f"K={k}", (x, y), fontsize=6, xytext=(2, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,215 @@
+"""`vistok eval`: measure a tokenizer per token count against JPEG and WebP at equal bytes.
+
+For every K in the token counts (default 1, 2, 4, ..., N) the images are encoded once at N tokens, the first
+K tokens decoded, and scored: rFID (standard TF Inception, `vistok.metrics.fid`), PSNR, SSIM, LPIPS
+(`vistok.metrics.pixel`) and codebook statistics (`vistok.metrics.codebook`). Bytes per image for the
+tokenizer are K * ceil(log2(V)) / 8: a fixed-length code, no entropy coding. JPEG/WebP rows use the real
+encoded file sizes (`vistok.metrics.codecs`). The data stream in batches: FID keeps float64 sums, the other
+metrics running means, so memory does not grow with the dataset.
+
+Outputs in DIR: metrics.json, metrics.csv, reconstructions.png, token_ladder.png, rate_distortion.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vistok.metrics.codebook import CodebookStats
+from vistok.metrics.codecs import CodecSweep, check_codecs
+from vistok.metrics.fid import FID, InceptionFeatures
+from vistok.metrics.pixel import LPIPS_SKIPPED, PixelMetrics, load_lpips
+from vistok.metrics.report import plot_rate_distortion, save_image_grid
+from vistok.tokenizers.dropout import pow2_lengths
+
+CSV_COLUMNS = ("method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips", "codebook_usage",
+               "perplexity", "dead_codes")
+BYTES_RULE = ("tokenizer: K * ceil(log2(codebook_size)) / 8 bytes per image (fixed-length code, no entropy "
+              "coding); jpeg/webp: mean size of the Pillow-encoded files")
+SAMPLE_DEFAULT_LIMIT = 256
+GRID_IMAGES = 8
+
+
+@dataclass
+class EvalSettings:
+    model: str
+    input: str = "sample"
+    output: str = "eval"
+    num_tokens: list[int] | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = 0
+    baselines: list[str] = field(default_factory=lambda: ["jpeg", "webp"])
+    limit: int | None = None
+    batch_size: int = 32
+    device: str = "cpu"
+    inception: str | None = None
+    lpips: str | None = None
+    fid: bool = True
+    progress: bool = True
+
+
+def token_bytes(k: int, codebook_size: int) -> float:
+    return k * math.ceil(math.log2(codebook_size)) / 8
+
+
+def _token_counts(requested: list[int] | None, max_tokens: int) -> list[int]:
+    ks = sorted(set(requested)) if requested else pow2_lengths(max_tokens)
+    bad = [k for k in ks if not 1 <= k <= max_tokens]
+    if bad:
+        raise ValueError(f"--num-tokens {bad}: the model accepts 1..{max_tokens} tokens")
+    return ks
+
+
+def _batches(settings: EvalSettings, size: int):
+    """Yield (B, 3, size, size) batches in [-1, 1], stopping after `limit` images."""
+    from vistok.data import build_dataset, collate_images
+
+    limit = settings.limit
+    length = limit or SAMPLE_DEFAULT_LIMIT
+    ds = build_dataset(settings.input, size, train=False, length=length)
+    total = min(len(ds), limit) if hasattr(ds, "__len__") and limit else (len(ds) if hasattr(ds, "__len__")
+                                                                          else limit)
+    loader = DataLoader(ds, batch_size=settings.batch_size, collate_fn=collate_images)
+    seen = 0
+    with tqdm(total=total, unit="img", desc="eval", disable=not settings.progress) as bar:
+        for batch in loader:
+            images = batch["image"]
+            if limit is not None:
+                images = images[: limit - seen]
+            if images.shape[0] == 0:
+                continue
+            seen += images.shape[0]
+            bar.update(images.shape[0])
+            yield images
+            if limit is not None and seen >= limit:
+                return
+
+
+def evaluate(settings: EvalSettings) -> dict[str, Any]:
+    """Run the evaluation, write the outputs, return the metrics.json content."""
+    from vistok.checkpoint import load_tokenizer
+
+    start = time.perf_counter()
+    check_codecs(settings.baselines)
+    out = Path(settings.output)
+    tok = load_tokenizer(settings.model, map_location=settings.device).eval()
+    ks = _token_counts(settings.num_tokens, tok.max_tokens)
+    v = tok.codebook_size
+    inception = InceptionFeatures(settings.inception, settings.device) if settings.fid else None
+    fids = {k: FID(inception) for k in ks} if inception is not None else {}
+    lpips_net = load_lpips(settings.lpips, settings.device)
+    pixel = {k: PixelMetrics(lpips_net) for k in ks}
+    books = {k: CodebookStats(v) for k in ks}
+    sweeps = [CodecSweep(c, keep=GRID_IMAGES) for c in settings.baselines]
+    shown: list[torch.Tensor] = []
+    ladder: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+    n, pixels = 0, 0
+
+    for real in _batches(settings, tok.image_size):
+        real = real.to(settings.device)
+        ids = tok.encode(real)  # (B, N)
+        real_feats = fids[ks[0]].features(real) if fids else None
+        room = GRID_IMAGES - sum(x.shape[0] for x in shown)
+        if room > 0:
+            shown.append(real[:room].cpu())
+        for k in ks:
+            recon = tok.decode(ids[:, :k], steps=settings.steps, guidance_scale=settings.guidance,
+                               seed=settings.seed)  # (B, 3, H, W)
+            if fids:
+                fids[k].update_features(real_feats, real=True)
+                fids[k].update_features(fids[k].features(recon), real=False)
+            pixel[k].update(real, recon)
+            books[k].update(ids[:, :k])
+            if room > 0:
+                ladder[k].append(recon[:room].cpu())
+        for sweep in sweeps:
+            sweep.update(real.cpu())
+        n += real.shape[0]
+        pixels = real.shape[-1] * real.shape[-2]
+    if n == 0:
+        raise ValueError(f"--input {settings.input}: no images were read")
+
+    rows: list[dict[str, Any]] = []
+    for k in ks:
+        b = token_bytes(k, v)
+        rfid = float(fids[k].compute()) if fids and n >= 2 else None
+        rows.append({"method": "tokenizer", "tokens": k, "quality": None, "bytes": b, "bpp": 8 * b / pixels,
+                     "rfid": rfid, **pixel[k].compute(), **books[k].compute()})
+    for sweep in sweeps:
+        rows += [{"tokens": None, "rfid": None, "lpips": None, **r} for r in sweep.rows()]
+
+    result = {
+        "model": str(settings.model),
+        "input": settings.input,
+        "num_images": n,
+        "image_size": tok.image_size,
+        "codebook_size": v,
+        "bits_per_token": math.ceil(math.log2(v)),
+        "max_tokens": tok.max_tokens,
+        "token_counts": ks,
+        "bytes_per_image": BYTES_RULE,
+        "decoder": {"steps": settings.steps, "guidance_scale": settings.guidance, "seed": settings.seed},
+        "fid": ({"network": str(inception.path), "features": "pool3, 2048-d", "input": "x_uint8 / 128 - 1",
+                 "resize": "299x299 bilinear, align_corners=False, no antialias",
+                 "note": "rFID on few images is strongly biased upwards; compare only at equal image counts"}
+                if inception is not None else None),
+        "lpips": settings.lpips if lpips_net is not None else None,
+        "notes": [] if lpips_net is not None else [LPIPS_SKIPPED],
+        "rows": rows,
+        "settings": asdict(settings),
+        "wall_time_s": None,
+    }
+    if not settings.fid:
+        result["notes"].append("rFID skipped (--no-fid)")
+    _write(result, out, shown, ladder, sweeps, rows)
+    result["wall_time_s"] = time.perf_counter() - start
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _write(result: dict[str, Any], out: Path, shown: list[torch.Tensor], ladder: dict[int, list[torch.Tensor]],
+           sweeps: list[CodecSweep], rows: list[dict[str, Any]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    originals = torch.cat(shown)
+    ks = list(ladder)
+    save_image_grid([originals] + [torch.cat(ladder[k]) for k in ks], out / "token_ladder.png",
+                    ["original"] + [f"K={k}" for k in ks], title="token ladder: first K tokens decoded")
+    # Reconstructions at N tokens next to each codec at the quality whose bytes are closest to the tokenizer's.
+    k_max, target = ks[-1], rows[len(ks) - 1]["bytes"]
+    columns, labels = [originals, torch.cat(ladder[k_max])], ["original", f"tokens K={k_max} ({target:.0f} B)"]
+    for sweep in sweeps:
+        q = min(sweep.qualities, key=lambda q: abs(sweep.bytes[q] / max(sweep.count, 1) - target))
+        columns.append(torch.cat(sweep.kept[q]))
+        labels.append(f"{sweep.codec} q={q} ({sweep.bytes[q] / max(sweep.count, 1):.0f} B)")
+    save_image_grid(columns, out / "reconstructions.png", labels, title="reconstructions near equal bytes")
+    plot_rate_distortion(rows, out / "rate_distortion.png",
+                         title=f"{Path(result['model']).name}: {result['num_images']} images")
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    """A short fixed-width table of the rows."""
+    def fmt(x: Any, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    lines = [f"{'method':<10}{'K/q':>5}{'bytes':>9}{'bpp':>8}{'rFID':>9}{'PSNR':>8}{'SSIM':>7}{'usage':>7}"]
+    for r in result["rows"]:
+        kq = r["tokens"] if r["method"] == "tokenizer" else r["quality"]
+        lines.append(f"{r['method']:<10}{kq:>5}{fmt(r['bytes'], '.1f'):>9}{fmt(r['bpp'], '.3f'):>8}"
+                     f"{fmt(r['rfid'], '.2f'):>9}{fmt(r['psnr'], '.2f'):>8}{fmt(r['ssim'], '.3f'):>7}"
+                     f"{fmt(r.get('codebook_usage'), '.3f'):>7}")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Per-image PSNR and SSIM (torchmetrics; SSIM of Wang et al. 2004, Gaussian window 11, sigma 1.5) and LPIPS
+(Zhang et al. 2018), as running means over a stream of batches.
+
+Both images are first quantised to 8 bits (what a saved PNG holds) and scaled to [0, 1] (data range 1).
+PSNR is averaged per image, as TiTok/FlexTok tables do, not computed from the dataset-wide MSE.
+
+LPIPS: torchmetrics' and the `lpips` package build their backbones with torchvision, which does not install
+beside this torch, and fetch weights from the internet. vistok therefore takes a TorchScript LPIPS network from
+a local path (`lpips=PATH`, CLI `--lpips PATH`): `net(x, y)` with x, y (B, 3, H, W) in [-1, 1] returning one
+distance per image, e.g. `torch.jit.trace(lpips.LPIPS(net="alex"), (x, y))` made where the weights exist.
+Without it LPIPS is reported as null and `LPIPS_SKIPPED` says why, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+log = logging.getLogger("vistok.metrics")
+LPIPS_SKIPPED = ("LPIPS skipped: no LPIPS network given (pass --lpips PATH to a TorchScript LPIPS module; "
+                 "weights cannot be downloaded here)")
+
+
+def quantize01(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float -> 8-bit levels as float in [0, 1]."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round() / 255
+
+
+def psnr_ssim(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image PSNR (dB) and SSIM, each (B,), for (B, 3, H, W) images in [-1, 1]."""
+    if real.shape != fake.shape:
+        raise ValueError(f"real and reconstructed images differ in shape: {tuple(real.shape)} vs "
+                         f"{tuple(fake.shape)}")
+    x, y = quantize01(real), quantize01(fake.to(real.device))
+    psnr = peak_signal_noise_ratio(y, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    kernel = min(11, x.shape[-1] - (1 - x.shape[-1] % 2), x.shape[-2] - (1 - x.shape[-2] % 2))
+    ssim = structural_similarity_index_measure(y, x, data_range=1.0, reduction="none", kernel_size=kernel)
+    return psnr.clamp(max=100.0), ssim  # identical images: PSNR is capped at 100 dB instead of inf
+
+
+class RunningMean:
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def update(self, values: torch.Tensor) -> None:
+        self.total += float(values.double().sum())
+        self.count += values.numel()
+
+    def compute(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+def load_lpips(path: str | Path | None, device: str | torch.device = "cpu") -> torch.jit.ScriptModule | None:
+    """The TorchScript LPIPS network at `path`, or None (logged once) when no path is given."""
+    if path is None:
+        log.warning(LPIPS_SKIPPED)
+        return None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--lpips {path}: file not found (a TorchScript LPIPS module net(x, y))")
+    return torch.jit.load(str(path), map_location=device).eval()
+
+
+class PixelMetrics:
+    """Running means of PSNR, SSIM and (when a network is given) LPIPS."""
+
+    def __init__(self, lpips: torch.jit.ScriptModule | None = None) -> None:
+        self.lpips_net = lpips
+        self.psnr, self.ssim, self.lpips = RunningMean(), RunningMean(), RunningMean()
+
+    def update(self, real: torch.Tensor, fake: torch.Tensor) -> None:
+        psnr, ssim = psnr_ssim(real, fake)
+        self.psnr.update(psnr)
+        self.ssim.update(ssim)
+        if self.lpips_net is not None:
+            dev = next(iter(self.lpips_net.parameters()), real).device
+            with torch.inference_mode():
+                d = self.lpips_net(real.to(dev).float(), fake.to(dev).float())
+            self.lpips.update(d.reshape(real.shape[0], -1).mean(1))
+
+    def compute(self) -> dict[str, float | None]:
+        return {"psnr": self.psnr.compute(), "ssim": self.ssim.compute(), "lpips": self.lpips.compute()}
