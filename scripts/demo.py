@@ -1,7 +1,8 @@
 """`make demo`: train the demo tokenizer on the bundled photos, export it, and measure it on held-out crops.
 
 Writes runs/demo/: export/ (the exported tokenizer), reconstructions.png (held-out crops and their decodes at
-K = 1, 2, 4, ..., N tokens), ladder.png, metrics.json; prints held-out PSNR per K and the summary.
+K = 1, 2, 4, ..., N tokens), ladder.png, metrics.json (summary), eval/ (`vistok eval` output: per-K PSNR/SSIM,
+JPEG/WebP at equal bytes, rate_distortion.png), shards/ (the held-out crops as token shards); prints the table.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--images", type=int, default=256, help="held-out crops to measure")
+    p.add_argument("--fid-images", type=int, default=128, help="images for the rFID figure")
     p.add_argument("--skip-training", action="store_true", help="reuse the newest checkpoint under --out")
     # Anything else is passed to `vistok fit`, e.g. --trainer.max_steps=100
     a, fit_args = p.parse_known_args()
@@ -46,51 +48,66 @@ def main() -> None:
     if not ckpts:
         raise SystemExit(f"no checkpoint under {out}/logs; run without --skip-training")
 
-    from vistok.checkpoint import export_checkpoint
-    from vistok.data.sample import SamplePhotoCrops
-    from vistok.ladder import save_ladder
-    from vistok.metrics.report import save_image_grid
-    from vistok.tokenizers.adaptive import per_image_psnr
-    from vistok.tokenizers.dropout import pow2_lengths
+    from PIL import Image
 
-    export_checkpoint(ckpts[-1], out / "export")
     from vistok import Tokenizer
+    from vistok.checkpoint import export_checkpoint
+    from vistok.data.images import tensor_to_uint8
+    from vistok.data.sample import SamplePhotoCrops
+    from vistok.evaluate import EvalSettings, evaluate, summary_table
+    from vistok.ladder import save_ladder
+    from vistok.metrics.fid import compute_fid
+    from vistok.shards.writer import encode_to_shards
 
+    # 1. Export the EMA weights of the last checkpoint.
+    export_checkpoint(ckpts[-1], out / "export")
     tok = Tokenizer.from_pretrained(out / "export")
+
+    # 2. Evaluate on held-out crops: PSNR/SSIM per K, JPEG/WebP at equal bytes, grids, rate-distortion plot.
+    result = evaluate(EvalSettings(model=str(out / "export"), input="sample", output=str(out / "eval"),
+                      limit=a.images, fid=False))
     val = SamplePhotoCrops("val", tok.image_size, a.images)
     x = torch.stack([val[i]["image"] for i in range(len(val))])
-    ids = tok.encode(x)
-    ks = pow2_lengths(tok.max_tokens)
-    bits = (tok.codebook_size - 1).bit_length()
-    rows = []
-    for k in ks:
-        recon = tok.decode(ids[:, :k])
-        rows.append({"tokens": k, "bytes": k * bits / 8, "psnr": float(per_image_psnr(recon, x).mean()),
-                     "mse": float((recon - x).pow(2).mean())})
-    used = int(torch.unique(ids).numel())
-    target = 20.0
-    adaptive = tok.encode_adaptive(x, target_psnr=target)
-
-    save_image_grid([x[:8]] + [tok.decode(ids[:8, :k]) for k in ks], out / "reconstructions.png",
-                    ["input"] + [f"K={k}" for k in ks], "held-out crops (coffee, rocket): first K tokens")
     save_ladder(tok, x[8:12], out / "ladder.png")
-    metrics = {
-        "held_out_images": len(x), "image_size": tok.image_size, "codebook_size": tok.codebook_size,
-        "bits_per_token": bits, "per_k": rows, "codes_used": used, "train_seconds": round(train_s, 1),
+    (out / "reconstructions.png").write_bytes((out / "eval" / "token_ladder.png").read_bytes())
+
+    # 3. rFID at full length with the standard Inception (few images: biased upwards, for the record).
+    n_fid = min(a.fid_images, len(x))
+    rfid = None
+    try:
+        rfid = compute_fid(x[:n_fid], tok.decode(tok.encode(x[:n_fid])))
+    except FileNotFoundError as e:
+        print(f"rFID skipped: {e}")
+
+    # 4. Encode the held-out crops to token shards, as a downstream AR model would consume them.
+    crops = out / "heldout"
+    crops.mkdir(parents=True, exist_ok=True)
+    for i in range(len(x)):
+        Image.fromarray(tensor_to_uint8(x[i])).save(crops / f"{val[i]['key']}.png")
+    shards = encode_to_shards(tok, [str(crops)], out / "shards", batch_size=64, shard_size=128, workers=0)
+
+    # 5. Content-adaptive token counts at a PSNR target.
+    target = 24.0
+    adaptive = tok.encode_adaptive(x, target_psnr=target)
+    summary = {
+        "train_seconds": round(train_s, 1), "held_out_images": len(x), "rfid_full_length": rfid,
+        "rfid_images": n_fid, "eval": str(out / "eval" / "metrics.json"), "shards": shards.to_dict(),
         "adaptive": {"target_psnr": target, "k_histogram": adaptive.histogram(),
                      "mean_tokens": float(adaptive.lengths.float().mean()),
                      "unreachable": int(adaptive.unreachable.sum())},
+        "per_k": [r for r in result["rows"] if r["method"] == "tokenizer"],
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
 
-    print(f"\nheld-out PSNR on {len(x)} crops of coffee.png and rocket.jpg ({tok.image_size}x{tok.image_size}):")
-    print(f"{'tokens':>8} {'bytes':>7} {'PSNR dB':>8}")
-    for r in rows:
-        print(f"{r['tokens']:>8} {r['bytes']:>7.1f} {r['psnr']:>8.2f}")
-    print(f"codes used: {used} of {tok.codebook_size}")
-    print(f"adaptive @ {target:.0f} dB: mean {metrics['adaptive']['mean_tokens']:.1f} tokens, "
-          f"K histogram {metrics['adaptive']['k_histogram']}, unreachable {metrics['adaptive']['unreachable']}")
-    print(f"wrote {out / 'export'}, {out / 'reconstructions.png'}, {out / 'ladder.png'}, {out / 'metrics.json'}")
+    print(f"\nheld-out crops of coffee.png and rocket.jpg ({len(x)} of {tok.image_size}x{tok.image_size} px):")
+    print(summary_table(result))
+    if rfid is not None:
+        print(f"rFID at {tok.max_tokens} tokens on {n_fid} images: {rfid:.1f} (few images: biased upwards)")
+    print(shards.line())
+    print(f"adaptive @ {target:.0f} dB: mean {summary['adaptive']['mean_tokens']:.1f} tokens, "
+          f"K histogram {summary['adaptive']['k_histogram']}, unreachable {summary['adaptive']['unreachable']}")
+    print(f"training took {train_s:.0f} s; wrote {out}/export, reconstructions.png, ladder.png, metrics.json, "
+          f"eval/, shards/")
 
 
 if __name__ == "__main__":
