@@ -4,6 +4,10 @@
 as in "Early convolutions help transformers see better", Xiao et al. 2021): on tiny images and short
 training it lets the encoder see local structure before attention, which is what made the CPU demo's
 tokens carry the image. `ConvUpsampleHead` is its mirror for the decoder.
+
+Neither has a normalisation layer: GroupNorm(1, C) (a per-image LayerNorm over C, H, W) with no residual path
+removes each image's global brightness and colour, and in our CPU runs blue crops came back grey (16.9 dB vs
+18.4 dB held-out after 300 steps without it).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class ConvStem(nn.Module):
         ch = in_channels
         for i in range(n):
             out = widths[i]
-            layers += [nn.Conv2d(ch, out, 3, stride=2, padding=1), nn.GroupNorm(1, out), nn.GELU()]
+            layers += [nn.Conv2d(ch, out, 3, stride=2, padding=1), nn.GELU()]
             ch = out
         layers.append(nn.Conv2d(ch, dim, 1))
         self.net = nn.Sequential(*layers)
@@ -104,7 +108,6 @@ class ConvUpsampleHead(nn.Module):
             layers += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.Conv2d(ch, out, 3, padding=1),
-                nn.GroupNorm(1, out),
                 nn.GELU(),
             ]
             ch = out
