@@ -86,3 +86,19 @@ def test_sample_photos_hold_out_validation_and_are_real_images():
 def test_datamodule_refuses_a_missing_source_before_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="data.train"):
         ImageDataModule(train=str(tmp_path / "missing"))
+
+
+def test_training_crops_permute_colour_channels_and_validation_crops_do_not():
+    plain = SamplePhotoCrops("train", 32, 64, permute_channels=False)
+    shuffled = SamplePhotoCrops("train", 32, 64)
+    changed = 0
+    for i in range(64):
+        torch.manual_seed(i)
+        a = plain[i]["image"]
+        torch.manual_seed(i)
+        b = shuffled[i]["image"]
+        # Same crop, channels in some order: each channel of b is one of a's channels.
+        assert all(any(torch.equal(b[c], a[d]) for d in range(3)) for c in range(3))
+        changed += not torch.equal(a, b)
+    assert changed > 20  # 5 of 6 permutations change a colour crop
+    assert SamplePhotoCrops("val", 32, 4).permute_channels is False
