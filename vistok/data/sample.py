@@ -32,7 +32,7 @@ class SamplePhotoCrops(Dataset):
     """`length` crops of `size` px from the train or val photos; crop i is a pure function of (seed, i)."""
 
     def __init__(self, split: str = "train", size: int = 32, length: int = 10_000, seed: int = 0,
-                 flip: bool | None = None, permute_channels: bool | None = None) -> None:
+                 flip: bool | None = None, permute_channels: bool = False) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         names = TRAIN_PHOTOS if split == "train" else VAL_PHOTOS
@@ -40,7 +40,7 @@ class SamplePhotoCrops(Dataset):
         self.photos = [load_rgb(photo_dir() / n) for n in names]
         self.size, self.length, self.seed = size, length, seed
         self.flip = split == "train" if flip is None else flip
-        self.permute_channels = split == "train" if permute_channels is None else permute_channels
+        self.permute_channels = bool(permute_channels)
         # Validation crops are a pure function of (seed, i); training crops draw from torch's RNG, which the
         # DataLoader seeds per worker, so every epoch sees new crops and runs stay reproducible.
         self.fixed = split == "val"
