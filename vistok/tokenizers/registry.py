@@ -3,7 +3,8 @@
 FlexTok and One-D-Piece variants are flexible-length: any prefix of their tokens decodes. The 256 px TiTok
 sizes follow the paper (patch 16; S = width 512, 8 layers, 8 heads; B = 768/12/12;
 L = 1024/24/16; VQ with 4096 codes of dimension 12). The small variants are for the CPU: `titok-tiny` for
-tests, `titok-demo` for `make demo` (its recipe is explained in configs/demo.yaml).
+tests, `titok-demo` for `make demo` (its recipe is explained in configs/demo.yaml). `rf-tiny` is `flextok-tiny`
+with a rectified-flow decoder (`vistok.decoders.flow`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from vistok.decoders.flow import FlowDecoder
 from vistok.decoders.vit import ViTPixelDecoder
 from vistok.quantizers.fsq import FSQQuantizer
 from vistok.quantizers.vq import VQQuantizer
@@ -93,8 +95,13 @@ def titok_tiny(num_tokens: int = 8, dropout: str | None = None) -> Tokenizer:
 
 @register("titok-demo")
 def titok_demo(num_tokens: int = 32, levels: tuple[int, ...] = (8, 8, 8, 5, 5)) -> Tokenizer:
-    """The `make demo` model: 32 px, conv stem/head to an 8x8 grid, width 192, 4+4 layers, nested dropout."""
-    enc, dec = _vit_pair(32, 4, 192, 4, 3, num_tokens, len(levels), stem="conv", token_fill="mask")
+    """The `make demo` model (configs/demo.yaml): 32 px, narrow conv stem/head around a 4x4 grid, width 128,
+    2+2 layers, 2 heads, FSQ, nested dropout."""
+    d = len(levels)
+    enc = TiTokEncoder(image_size=32, patch_size=8, width=128, depth=2, num_heads=2, num_tokens=num_tokens,
+                       token_dim=d, stem="conv", stem_channels=[16, 32, 64])
+    dec = ViTPixelDecoder(image_size=32, patch_size=8, width=128, depth=2, num_heads=2, num_tokens=num_tokens,
+                          token_dim=d, head="conv", token_fill="mask", head_channels=[64, 32, 16])
     return Tokenizer(
         enc,
         FSQQuantizer(list(levels), input_norm=True),
@@ -122,6 +129,17 @@ def flextok_d12(image_size: int = 256, depth: int = 12) -> Tokenizer:
 def flextok_tiny(num_tokens: int = 16) -> Tokenizer:
     """32 px CPU FlexTok: causal registers, nested dropout, FSQ 8,5,5,5."""
     return _flextok(32, 8, 64, 2, 2, num_tokens, [8, 5, 5, 5])
+
+
+@register("rf-tiny")
+def rf_tiny(num_tokens: int = 16, patch_size: int = 8) -> Tokenizer:
+    """32 px CPU FlexTok with a pixel-space rectified-flow decoder (width 64, 2 layers), FSQ 8,5,5,5."""
+    levels = [8, 5, 5, 5]
+    enc = FlexTokEncoder(image_size=32, patch_size=8, width=64, depth=2, num_heads=2, num_tokens=num_tokens,
+                         token_dim=len(levels))
+    dec = FlowDecoder(image_size=32, patch_size=patch_size, width=64, depth=2, num_heads=2, num_tokens=num_tokens,
+                      token_dim=len(levels))
+    return Tokenizer(enc, FSQQuantizer(levels, input_norm=True), dec, NestedDropout(num_tokens, "pow2"))
 
 
 @register("onedpiece-s-256")

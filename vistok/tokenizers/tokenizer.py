@@ -17,9 +17,10 @@ from vistok.quantizers.base import Quantizer, QuantizerOutput
 
 @dataclass
 class TokenizerOutput:
-    recon: torch.Tensor  # (B, C, H, W) raw decoder output
+    recon: torch.Tensor | None  # (B, C, H, W) raw decoder output; None from a generative decoder in training
     quant: QuantizerOutput  # codes/indices for all N tokens
     valid: torch.Tensor | None  # (B, K) tokens the decoder saw, None if all of them
+    decoder_loss: torch.Tensor | None = None  # a generative decoder's own objective (rectified flow)
 
 
 @configurable
@@ -62,6 +63,9 @@ class Tokenizer(nn.Module):
         codes, valid = quant.codes, None
         if self.token_dropout is not None:
             codes, valid = self.token_dropout(codes)  # (B, K, d), (B, K) | None
+        if hasattr(self.decoder, "training_loss"):  # a generative decoder trains on its own objective
+            loss, recon = self.decoder.training_loss(codes, valid, images)
+            return TokenizerOutput(recon, quant, valid, loss)
         return TokenizerOutput(self.decoder(codes, valid), quant, valid)
 
     # --- inference ---------------------------------------------------------------------------------------

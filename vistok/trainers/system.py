@@ -1,7 +1,8 @@
-"""`TokenizerSystem`: the thin LightningModule that trains a `Tokenizer` with a pixel decoder.
+"""`TokenizerSystem`: the thin LightningModule that trains a `Tokenizer`.
 
-Loss = reconstruction (L1/L2) + quantizer auxiliary loss. One step shared by training and validation; EMA,
-recon grids, codebook usage and the quantizer warm-up are callbacks (`vistok.trainers.callbacks`).
+Loss = reconstruction (L1/L2; or a generative decoder's own objective, e.g. rectified flow) + quantizer
+auxiliary loss. One step shared by training and validation; EMA, recon grids, codebook usage and the quantizer
+warm-up are callbacks (`vistok.trainers.callbacks`).
 """
 
 from __future__ import annotations
@@ -41,14 +42,18 @@ class TokenizerSystem(pl.LightningModule):
         x = batch["image"]  # (B, 3, H, W)
         out = self.tokenizer(x)
         hp = self.hparams
-        rec = reconstruction_loss(out.recon, x, hp.l1_weight, hp.l2_weight)
+        if out.decoder_loss is not None:  # generative (rectified-flow) decoder: its own objective
+            rec, rec_name = out.decoder_loss, "flow"
+        else:
+            rec, rec_name = reconstruction_loss(out.recon, x, hp.l1_weight, hp.l2_weight), "recon"
         loss = rec + hp.quantizer_weight * out.quant.loss
         b = x.shape[0]
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step)
-        self.log(f"{stage}/recon", rec, batch_size=b, on_step=on_step, on_epoch=not on_step)
-        self.log(f"{stage}/psnr", psnr(out.recon, x), prog_bar=True, batch_size=b, on_step=on_step,
-                 on_epoch=not on_step)
+        self.log(f"{stage}/{rec_name}", rec, batch_size=b, on_step=on_step, on_epoch=not on_step)
+        if out.recon is not None:
+            self.log(f"{stage}/psnr", psnr(out.recon, x), prog_bar=True, batch_size=b, on_step=on_step,
+                     on_epoch=not on_step)
         for name, value in out.quant.metrics.items():
             self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step)
         if batch.get("skipped"):

@@ -1,0 +1,154 @@
+"""`FlowDecoder`: a rectified-flow decoder from token codes to images, as in FlexTok (Bachmann et al. 2025).
+
+The velocity network is a DiT-style transformer (Peebles & Xie 2023) over the noised image patches, in pixel
+space or in the latent space of a frozen diffusers `AutoencoderKL` (`vae_path`), with the projected token
+sequence concatenated in context (FlexTok) and adaLN-zero modulation by the timestep; attention is SDPA.
+Missing tokens (a prefix K < N, nested-dropout drops, padding of a variable-length batch) become a learned mask
+token, so the network always sees N token positions and any K in 1..N decodes. A learned null token at every
+position is the condition dropped for classifier-free guidance.
+
+The module composes three separate objects: this network, the objective (`RectifiedFlow`) and the sampler
+(`EulerSampler`) of `vistok.decoders.rectified_flow`. It exposes the two entry points every vistok decoder
+offers: `training_loss(codes, valid, images)` for the trainer and `reconstruct(codes, valid, **sampling)`
+for `Tokenizer.decode`.
+
+`patch_size` is in pixels in both spaces: with an 8x-downsampling VAE, patch 16 is FlexTok's latent patch 2,
+so the sequence length does not depend on the space. Departures from FlexTok: no REPA loss, plain CFG, the
+VAE posterior mean (not a sample) as target, one absolute learned position embedding per patch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vistok.configurable import configurable
+from vistok.decoders.latent import FrozenVAE
+from vistok.decoders.rectified_flow import EulerSampler, RectifiedFlow
+from vistok.nn.blocks import Transformer
+from vistok.nn.patch import PatchEmbed2D, unpatchify
+
+
+class TimestepEmbedding(nn.Module):
+    """DiT's timestep embedder: sinusoidal features of 1000 * sigma -> MLP -> (B, D)."""
+
+    def __init__(self, dim: int, frequencies: int = 256) -> None:
+        super().__init__()
+        self.frequencies = frequencies
+        self.mlp = nn.Sequential(nn.Linear(frequencies, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        half = self.frequencies // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half)
+        args = 1000.0 * sigma.float()[:, None] * freqs[None]  # (B, F/2)
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+@configurable
+class FlowDecoder(nn.Module):
+    def __init__(
+        self,
+        image_size: int = 256,
+        patch_size: int = 16,
+        image_channels: int = 3,
+        width: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        num_tokens: int = 256,
+        token_dim: int = 6,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = True,
+        vae_path: str | None = None,
+        latent_scale: float | None = None,
+        latent_shift: float | None = None,
+        cond_drop_prob: float = 0.1,
+        logit_mean: float = 0.0,
+        logit_std: float = 1.0,
+        sampler_shift: float = 1.0,
+        sample_steps: int = 25,
+    ) -> None:
+        """`vae_path`: a local diffusers AutoencoderKL directory (None: pixel space). `latent_scale` /
+        `latent_shift` override the VAE config's scaling_factor / shift_factor. `sample_steps`: the Euler steps
+        of a decode that does not name `steps` (validation, grids, eval defaults)."""
+        super().__init__()
+        self.vae = None if vae_path is None else FrozenVAE(vae_path, latent_scale, latent_shift)
+        factor = 1 if self.vae is None else self.vae.downsample
+        self.channels = image_channels if self.vae is None else self.vae.channels
+        if image_size % patch_size or patch_size % factor:
+            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}, itself a "
+                             f"multiple of the VAE's downsampling {factor}")
+        self.image_size, self.num_tokens = image_size, num_tokens
+        self.patch = patch_size // factor  # patch side in the network's space (pixels or latents)
+        self.grid = image_size // patch_size
+        self.num_patches = self.grid * self.grid
+        scale = width**-0.5
+        self.patch_embed = PatchEmbed2D(self.patch, self.channels, width)
+        self.patch_pos = nn.Parameter(scale * torch.randn(1, self.num_patches, width))
+        self.time_embed = TimestepEmbedding(width)
+        self.token_proj = nn.Linear(token_dim, width)
+        self.token_pos = nn.Parameter(scale * torch.randn(1, num_tokens, width))
+        self.mask_token = nn.Parameter(scale * torch.randn(1, 1, width))  # dropped / missing tokens
+        self.null_token = nn.Parameter(scale * torch.randn(1, 1, width))  # the CFG null condition
+        self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm, cond_dim=width)
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out_proj = nn.Linear(width, self.patch * self.patch * self.channels)
+        for layer in (self.out_modulation[-1], self.out_proj):  # DiT: the network starts by predicting 0
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.objective = RectifiedFlow(cond_drop_prob, logit_mean, logit_std)
+        self.sampler = EulerSampler(sampler_shift)
+        self.sample_steps = sample_steps
+
+    # --- the velocity network ------------------------------------------------------------------------------
+    def condition(self, codes: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """codes (B, K, d), 1 <= K <= N; valid (B, K) bool or None -> context (B, N, D)."""
+        b, k, _ = codes.shape
+        if not 1 <= k <= self.num_tokens:
+            raise ValueError(f"the decoder takes 1..{self.num_tokens} tokens, got {k}")
+        tokens = self.token_proj(codes)  # (B, K, D)
+        keep = torch.ones(b, k, dtype=torch.bool, device=codes.device) if valid is None else valid.bool()
+        if k < self.num_tokens:
+            pad = self.num_tokens - k
+            tokens = torch.cat([tokens, tokens.new_zeros(b, pad, tokens.shape[-1])], dim=1)
+            keep = torch.cat([keep, keep.new_zeros(b, pad)], dim=1)
+        tokens = torch.where(keep[..., None], tokens, self.mask_token.to(tokens.dtype))
+        return tokens + self.token_pos  # (B, N, D)
+
+    def null_condition(self, batch: int) -> torch.Tensor:
+        """The learned null condition (B, N, D)."""
+        return (self.null_token + self.token_pos).expand(batch, -1, -1)
+
+    def forward(self, x_t: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """x_t (B, C, h, w) noised input, sigma (B,), context (B, N, D) -> velocity (B, C, h, w)."""
+        patches = self.patch_embed(x_t) + self.patch_pos  # (B, L, D)
+        cond = self.time_embed(sigma)  # (B, D)
+        h = self.transformer(torch.cat([patches, context.to(patches.dtype)], dim=1), cond=cond)
+        shift, scale = self.out_modulation(cond)[:, None].chunk(2, dim=-1)  # (B, 1, D) each
+        h = self.norm_out(h[:, : self.num_patches]) * (1 + scale) + shift
+        return unpatchify(self.out_proj(h), self.patch, self.grid, self.channels)
+
+    # --- the two decoder entry points ----------------------------------------------------------------------
+    def to_space(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) -> the flow's space: themselves, or scaled VAE latents."""
+        return images if self.vae is None else self.vae.encode(images)
+
+    def training_loss(self, codes: torch.Tensor, valid: torch.Tensor | None,
+                      images: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """The rectified-flow loss for a batch; no reconstruction (that needs the sampler)."""
+        context = self.condition(codes, valid)
+        loss = self.objective.loss(self, self.to_space(images), context, self.null_condition(codes.shape[0]))
+        return loss, None
+
+    def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, steps: int | None = None,
+                    guidance_scale: float = 1.0, seed: int = 0) -> torch.Tensor:
+        """Sample images (B, 3, H, W) (unclamped) for codes (B, K, d); fixed `seed` -> identical output.
+        `steps` defaults to `sample_steps` (25)."""
+        steps = self.sample_steps if steps is None else steps
+        context = self.condition(codes, valid)
+        null = None if float(guidance_scale) == 1.0 else self.null_condition(codes.shape[0])
+        side = self.grid * self.patch
+        x = self.sampler.sample(self, (self.channels, side, side), context, null, steps, guidance_scale, seed)
+        return x if self.vae is None else self.vae.decode(x)

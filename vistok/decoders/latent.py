@@ -1,0 +1,57 @@
+"""A frozen diffusers `AutoencoderKL` as the latent space of a rectified-flow decoder (FlexTok, SD3).
+
+Loaded with `from_pretrained` from a local directory only (nothing is downloaded). Its weights are kept out of
+the decoder's `state_dict` (so out of checkpoints and exports, like the FID Inception): an export records the
+path, and reloading it needs the same VAE directory.
+
+Latents are `(mean - shift) * scale` with `scale`/`shift` from the VAE config (`scaling_factor`,
+`shift_factor`) unless given. Departure from FlexTok, which samples the posterior: we take its mean (mode),
+so the flow's target is a deterministic function of the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class FrozenVAE:
+    """Not an `nn.Module` on purpose: it must not appear in parameters, state_dict or the optimizer."""
+
+    def __init__(self, path: str | Path, scaling_factor: float | None = None,
+                 shift_factor: float | None = None) -> None:
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no diffusers AutoencoderKL at {str(path)!r} (expected a directory with config.json and weights, "
+                "as written by AutoencoderKL.save_pretrained); set the decoder's vae_path to a local VAE "
+                "directory, or vae_path: null to run the flow in pixel space"
+            )
+        from diffusers import AutoencoderKL
+
+        self.vae = AutoencoderKL.from_pretrained(str(path)).eval().requires_grad_(False)
+        cfg = self.vae.config
+        self.scale = float(cfg.scaling_factor if scaling_factor is None else scaling_factor)
+        self.shift = float((getattr(cfg, "shift_factor", None) or 0.0) if shift_factor is None else shift_factor)
+        self.channels = int(cfg.latent_channels)
+        self.downsample = 2 ** (len(cfg.block_out_channels) - 1)
+
+    def _on(self, x: torch.Tensor) -> torch.Tensor:
+        if next(self.vae.parameters()).device != x.device:
+            self.vae.to(x.device)
+        return x.to(next(self.vae.parameters()).dtype)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, C, H/f, W/f) scaled latents, fp32, no gradient."""
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            z = self.vae.encode(self._on(images)).latent_dist.mode()
+        return ((z - self.shift) * self.scale).float()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) scaled latents -> (B, 3, h*f, w*f) pixels (unclamped)."""
+        with torch.autocast(device_type=latents.device.type, enabled=False):
+            x = self.vae.decode(self._on(latents / self.scale + self.shift)).sample
+        return x.float()
