@@ -74,6 +74,16 @@ def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torc
     return path
 
 
+def read_json(path: Path, missing_hint: str) -> Any:
+    """Parse a JSON file; a missing file or bad JSON raises an error naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {missing_hint}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+
+
 def import_model_classes() -> None:
     """Import every module that defines @configurable classes, so the allow-list is complete."""
     import vistok.decoders  # noqa: F401
@@ -87,13 +97,9 @@ def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
 
     path = Path(path)
     cfg_file, weights = path / "config.json", path / "model.safetensors"
-    for f in (cfg_file, weights):
-        if not f.is_file():
-            raise FileNotFoundError(f"{f} not found: {path} is not a vistok export directory")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_file}: invalid JSON ({e})") from None
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found: {path} is not a vistok export directory")
+    config = read_json(cfg_file, f"{path} is not a vistok export directory")
     if "model" not in config:
         raise ValueError(f"{cfg_file}: missing key 'model'")
     tokenizer = from_config(config["model"], where=f"{cfg_file}:model")

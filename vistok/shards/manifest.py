@@ -24,6 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vistok.hub import read_json
+
 FORMAT = "vistok-token-shards/1"
 MANIFEST = "manifest.json"
 RANK_GLOB = "manifest.rank*.json"
@@ -54,12 +56,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a vistok token-shard directory")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    doc = read_json(path, "not a vistok token-shard directory")
     if doc.get("format") != FORMAT:
         raise ValueError(f"{path}: 'format' is {doc.get('format')!r}, expected {FORMAT!r}")
     return doc
