@@ -14,7 +14,10 @@ for `Tokenizer.decode`.
 
 `patch_size` is in pixels in both spaces: with an 8x-downsampling VAE, patch 16 is FlexTok's latent patch 2,
 so the sequence length does not depend on the space. Departures from FlexTok: no REPA loss, plain CFG, the
-VAE posterior mean (not a sample) as target, one absolute learned position embedding per patch.
+VAE posterior mean (not a sample) as target, one absolute learned position embedding per patch, and an optional
+x0-prediction head (`prediction="sample"`, after JiT: Li & He 2025, "Back to Basics: Let Denoising Generative
+Models Denoise"): in pixel space a narrow network cannot carry the per-pixel noise a velocity head must
+output, while the clean image is low-dimensional; the loss stays on the velocity.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from vistok.decoders.latent import FrozenVAE
 from vistok.decoders.rectified_flow import EulerSampler, RectifiedFlow
 from vistok.nn.blocks import Transformer
 from vistok.nn.patch import PatchEmbed2D, unpatchify
+
+PREDICTIONS = ("velocity", "sample", "preconditioned")
 
 
 class TimestepEmbedding(nn.Module):
@@ -68,12 +73,27 @@ class FlowDecoder(nn.Module):
         logit_std: float = 1.0,
         sampler_shift: float = 1.0,
         sample_steps: int = 25,
+        latent_cache: str | None = None,
+        prediction: str = "velocity",
+        min_sigma: float = 0.05,
+        sigma_data: float = 0.5,
     ) -> None:
         """`vae_path`: a local diffusers AutoencoderKL directory (None: pixel space). `latent_scale` /
         `latent_shift` override the VAE config's scaling_factor / shift_factor. `sample_steps`: the Euler steps
-        of a decode that does not name `steps` (validation, grids, eval defaults)."""
+        of a decode that does not name `steps` (validation, grids, eval defaults). `latent_cache`: "memory" or a
+        directory to keep the VAE latents of training images (see `vistok.decoders.latent_cache`).
+        `prediction`: what the network's head outputs, "velocity" (FlexTok, SD3) or "sample", the clean x0
+        (JiT); either way `forward` returns the velocity, so the objective and the sampler do not change.
+        `min_sigma`: the floor of sigma in the x0 -> velocity conversion (JiT's 0.05). "preconditioned": EDM's
+        input/skip/output scaling for this path, with `sigma_data` the data's standard deviation (0.5 for
+        pixels in [-1, 1], about 1 for scaled VAE latents)."""
         super().__init__()
-        self.vae = None if vae_path is None else FrozenVAE(vae_path, latent_scale, latent_shift)
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        self.prediction, self.min_sigma, self.sigma_data = prediction, float(min_sigma), float(sigma_data)
+        if latent_cache is not None and vae_path is None:
+            raise ValueError("latent_cache needs a vae_path: a pixel-space flow decoder has no latents to cache")
+        self.vae = None if vae_path is None else FrozenVAE(vae_path, latent_scale, latent_shift, latent_cache)
         factor = 1 if self.vae is None else self.vae.downsample
         self.channels = image_channels if self.vae is None else self.vae.channels
         if image_size % patch_size or patch_size % factor:
@@ -123,6 +143,24 @@ class FlowDecoder(nn.Module):
 
     def forward(self, x_t: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """x_t (B, C, h, w) noised input, sigma (B,), context (B, N, D) -> velocity (B, C, h, w)."""
+        if self.prediction == "preconditioned":
+            # EDM (Karras et al. 2022) on x_t = (1 - sigma) x0 + sigma n: var(x_t) = (1-sigma)^2 sd^2 + sigma^2,
+            # x0_hat = c_skip x_t + c_out F(c_in x_t) with c_skip = (1-sigma) sd^2 / var, c_out = sigma sd / std.
+            # The implied velocity (x_t - x0_hat) / sigma is finite at every sigma, 0 included:
+            #   v = (sigma - (1-sigma) sd^2) / var * x_t - sd / std * F.
+            s, sd = sigma.float().reshape(-1, 1, 1, 1), self.sigma_data
+            var = (1 - s) ** 2 * sd**2 + s**2
+            f = self._network((x_t.float() * var.rsqrt()).to(x_t.dtype), sigma, context).float()
+            return ((s - (1 - s) * sd**2) / var * x_t.float() - sd * var.rsqrt() * f).to(x_t.dtype)
+        out = self._network(x_t, sigma, context)
+        if self.prediction == "velocity":
+            return out
+        # x0 prediction: x_t = sigma * noise + (1 - sigma) * x0  =>  noise - x0 = (x_t - x0) / sigma
+        s = sigma.float().clamp_min(self.min_sigma).reshape(-1, 1, 1, 1)
+        return ((x_t.float() - out.float()) / s).to(out.dtype)
+
+    def _network(self, x_t: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The raw transformer: (B, C, h, w), (B,), (B, N, D) -> its head's output (B, C, h, w)."""
         patches = self.patch_embed(x_t) + self.patch_pos  # (B, L, D)
         cond = self.time_embed(sigma)  # (B, D)
         h = self.transformer(torch.cat([patches, context.to(patches.dtype)], dim=1), cond=cond)

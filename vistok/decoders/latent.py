@@ -5,8 +5,9 @@ the decoder's `state_dict` (so out of checkpoints and exports, like the FID Ince
 path, and reloading it needs the same VAE directory.
 
 Latents are `(mean - shift) * scale` with `scale`/`shift` from the VAE config (`scaling_factor`,
-`shift_factor`) unless given. Departure from FlexTok, which samples the posterior: we take its mean (mode),
-so the flow's target is a deterministic function of the image.
+`shift_factor`) unless given, optionally cached by content (`vistok.decoders.latent_cache`). Departure from
+FlexTok, which samples the posterior: we take its mean (mode), so the flow's target is a deterministic function
+of the image (and can be cached).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ class FrozenVAE:
     """Not an `nn.Module` on purpose: it must not appear in parameters, state_dict or the optimizer."""
 
     def __init__(self, path: str | Path, scaling_factor: float | None = None,
-                 shift_factor: float | None = None) -> None:
+                 shift_factor: float | None = None, cache: str | Path | None = None) -> None:
+        """`cache`: None, "memory" or a directory for a `LatentCache` of `encode`'s results."""
         path = Path(path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
@@ -36,6 +38,12 @@ class FrozenVAE:
         self.shift = float((getattr(cfg, "shift_factor", None) or 0.0) if shift_factor is None else shift_factor)
         self.channels = int(cfg.latent_channels)
         self.downsample = 2 ** (len(cfg.block_out_channels) - 1)
+        self.cache = None
+        if cache is not None:
+            from vistok.decoders.latent_cache import LatentCache
+
+            identity = {"vae": str(path.resolve()), "scale": self.scale, "shift": self.shift, "mode": "mean"}
+            self.cache = LatentCache(cache, identity)
 
     def _on(self, x: torch.Tensor) -> torch.Tensor:
         if next(self.vae.parameters()).device != x.device:
@@ -44,7 +52,12 @@ class FrozenVAE:
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, C, H/f, W/f) scaled latents, fp32, no gradient."""
+        """(B, 3, H, W) in [-1, 1] -> (B, C, H/f, W/f) scaled latents, fp32, no gradient (cached if asked)."""
+        if self.cache is not None:
+            return self.cache.encode(images, self._encode)
+        return self._encode(images)
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=images.device.type, enabled=False):
             z = self.vae.encode(self._on(images)).latent_dist.mode()
         return ((z - self.shift) * self.scale).float()
