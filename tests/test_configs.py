@@ -84,10 +84,11 @@ def test_wandb_logger_is_selectable_from_the_config_and_runs_offline(tmp_path, m
     assert list(tmp_path.rglob("*.wandb")), "an offline run file is written, no account needed"
 
 
-def test_demo_config_builds_the_registered_demo_variant():
+@pytest.mark.parametrize(("config", "variant"), [("demo.yaml", "titok-demo"), ("demo_rf.yaml", "rf-demo")])
+def test_demo_configs_build_the_registered_demo_variants(config, variant):
     from vistok.configurable import from_config, to_config
     from vistok.tokenizers import build_tokenizer
 
-    doc = yaml.safe_load((Path(__file__).parents[1] / "configs" / "demo.yaml").read_text())
+    doc = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
     from_yaml = from_config(doc["model"]["tokenizer"])
-    assert to_config(from_yaml) == to_config(build_tokenizer("titok-demo"))
+    assert to_config(from_yaml) == to_config(build_tokenizer(variant))

@@ -4,7 +4,7 @@ FlexTok and One-D-Piece variants are flexible-length: any prefix of their tokens
 sizes follow the paper (patch 16; S = width 512, 8 layers, 8 heads; B = 768/12/12;
 L = 1024/24/16; VQ with 4096 codes of dimension 12). The small variants are for the CPU: `titok-tiny` for
 tests, `titok-demo` for `make demo` (its recipe is explained in configs/demo.yaml). `rf-tiny` is `flextok-tiny`
-with a rectified-flow decoder (`vistok.decoders.flow`).
+with a rectified-flow decoder (`vistok.decoders.flow`), `rf-demo` the model of configs/demo_rf.yaml.
 """
 
 from __future__ import annotations
@@ -140,6 +140,19 @@ def rf_tiny(num_tokens: int = 16, patch_size: int = 8) -> Tokenizer:
     dec = FlowDecoder(image_size=32, patch_size=patch_size, width=64, depth=2, num_heads=2, num_tokens=num_tokens,
                       token_dim=len(levels))
     return Tokenizer(enc, FSQQuantizer(levels, input_norm=True), dec, NestedDropout(num_tokens, "pow2"))
+
+
+@register("rf-demo")
+def rf_demo(num_tokens: int = 32, levels: tuple[int, ...] = (8, 8, 8, 5, 5)) -> Tokenizer:
+    """configs/demo_rf.yaml: the demo encoder, FSQ and nested dropout with a pixel-space rectified-flow decoder
+    (patch 4 on 32 px, width 128, 3 layers, 2 heads)."""
+    d = len(levels)
+    enc = TiTokEncoder(image_size=32, patch_size=8, width=128, depth=2, num_heads=2, num_tokens=num_tokens,
+                       token_dim=d, stem="conv", stem_channels=[16, 32, 64])
+    dec = FlowDecoder(image_size=32, patch_size=4, width=128, depth=3, num_heads=2, num_tokens=num_tokens,
+                      token_dim=d, qk_norm=False, cond_drop_prob=0.1, logit_mean=1.0)
+    return Tokenizer(enc, FSQQuantizer(list(levels), input_norm=True), dec,
+                     NestedDropout(num_tokens, "pow2", full_prob=0.25))
 
 
 @register("onedpiece-s-256")
