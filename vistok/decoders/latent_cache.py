@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 
 
 def image_key(image: torch.Tensor) -> str:
-    """A hash of one image's exact values, shape and dtype (CPU bytes)."""
-    t = image.detach().contiguous().cpu()
+    """A hash of one CPU image's exact values, shape and dtype."""
+    t = image.contiguous()
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{tuple(t.shape)}{t.dtype}".encode())
     h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes of any dtype, bf16 included
@@ -90,7 +90,7 @@ class LatentCache:
         """images (B, 3, H, W) -> latents (B, C, h, w) on the images' device; only misses go to `encode_fn`."""
         if not self._opened:
             self._open()
-        keys = [image_key(im) for im in images]
+        keys = [image_key(im) for im in images.detach().cpu()]  # one device-to-host copy per batch
         found = [self._get(k) for k in keys]
         missing = [i for i, f in enumerate(found) if f is None]
         self.hits += len(keys) - len(missing)
