@@ -128,3 +128,45 @@ def test_export_refuses_unknown_classes(tmp_path):
         Tokenizer.from_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match="not a vistok export directory"):
         Tokenizer.from_pretrained(tmp_path / "nowhere")
+
+
+def test_encode_converts_safe_float_inputs_and_refuses_the_rest_with_value_errors():
+    """Issue 11, item 10: one input check; float64/16/bf16 and numpy floats are converted, the rest refused."""
+    tok = build_tokenizer("titok-tiny").eval()
+    x = photo_batch(2)
+    ids = tok.encode(x)
+    for other in (x.double(), x.half(), x.bfloat16(), x.numpy(), x.double().numpy()):
+        got = tok.encode(other)
+        assert got.shape == ids.shape and got.dtype == torch.int64
+    assert torch.equal(tok.encode(x.double()), ids) and torch.equal(tok.encode(x.numpy()), ids)
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    inf = x.clone()
+    inf[1, 2, 3, 4] = float("inf")
+    for bad, match in ((nan, "NaN or infinite"), (inf, "NaN or infinite"), (nan.numpy(), "NaN or infinite"),
+                       (torch.zeros(2, 3, 32, 32, dtype=torch.int32), "int32"),
+                       ((x.numpy() * 127.5 + 127.5).astype("uint8"), "uint8"),
+                       (torch.zeros(3, 32, 32), r"\(B, 3, 32, 32\)"), (x[:, :1], r"\(B, 3, 32, 32\)"),
+                       (x.tolist(), "list")):
+        with pytest.raises(ValueError, match=match):
+            tok.encode(bad)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        tok.encode_adaptive(nan, target_psnr=20.0)
+    assert len(tok.encode_adaptive(x.numpy(), target_psnr=10.0)) == 2
+    with pytest.raises(ValueError, match="empty batch"):
+        tok.encode_adaptive(x[:0], target_psnr=20.0)
+    with pytest.raises(ValueError, match="target_psnr"):
+        tok.encode_adaptive(x, target_psnr=float("nan"))
+
+
+def test_decode_sampler_arguments_are_checked_and_named():
+    """Issue 11, item 7: steps positive int, guidance_scale finite, seed int."""
+    tok = build_tokenizer("titok-tiny").eval()
+    ids = tok.encode(photo_batch(1))
+    for kwargs, name in (({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": True}, "steps"),
+                         ({"guidance_scale": float("nan")}, "guidance_scale"),
+                         ({"guidance_scale": float("inf")}, "guidance_scale"), ({"guidance_scale": "2"}, "guidance"),
+                         ({"seed": 1.5}, "seed"), ({"seed": "0"}, "seed")):
+        with pytest.raises(ValueError, match=name):
+            tok.decode(ids, **kwargs)
+    tok.decode(ids, steps=2, guidance_scale=1.5, seed=3)

@@ -10,6 +10,8 @@ where any probed length did, and in particular wherever the full length does.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import Counter
 from dataclasses import dataclass
 
@@ -49,8 +51,14 @@ class AdaptiveEncoding:
 
 @torch.no_grad()
 def encode_adaptive(tokenizer, images: torch.Tensor, target_psnr: float) -> AdaptiveEncoding:
+    if (isinstance(target_psnr, bool) or not isinstance(target_psnr, numbers.Real) or not math.isfinite(target_psnr)
+            or target_psnr <= 0):
+        raise ValueError(f"target_psnr must be a finite number of dB > 0, got {target_psnr!r}")
+    images = tokenizer.check_images(images)  # (B, 3, S, S) float32 on the model's device
+    if not len(images):
+        raise ValueError("encode_adaptive got an empty batch: images of shape "
+                         f"{tuple(images.shape)} hold no image")
     ids = tokenizer.encode(images)  # (B, N)
-    images = images.to(ids.device)
     b, n = ids.shape
 
     def quality(rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,13 @@ Plain `nn.Module`; training objectives live in `vistok.trainers`, export in `vis
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +25,17 @@ class TokenizerOutput:
     quant: QuantizerOutput  # codes/indices for all N tokens
     valid: torch.Tensor | None  # (B, K) tokens the decoder saw, None if all of them
     decoder_loss: torch.Tensor | None = None  # a generative decoder's own objective (rectified flow)
+
+
+def _check_sampling(steps: Any, guidance_scale: Any, seed: Any) -> None:
+    """Sampler arguments of `decode` (None: the decoder's default)."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if guidance_scale is not None and (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real)
+                                       or not math.isfinite(guidance_scale)):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
 
 
 @configurable
@@ -73,15 +88,40 @@ class Tokenizer(nn.Module):
     def encode(self, images: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
         """images (B, 3, H, W) float in [-1, 1] -> int64 ids (B, K), K = num_tokens or max_tokens."""
         k = self._check_length(self.max_tokens if num_tokens is None else num_tokens)
-        if isinstance(images, torch.Tensor) and images.is_floating_point() and images.numel():
+        z = self.encoder(self.check_images(images))
+        return self.quantizer(z).indices[:, :k]  # (B, K)
+
+    def check_images(self, images: Any) -> torch.Tensor:
+        """The one check of user images: returns float32 (B, C, S, S) on the model's device, or raises a
+        ValueError naming the problem. A torch tensor or numpy array of float16/bfloat16/float32/float64 is
+        accepted (converted to float32); integer, bool or complex pixels, NaN/inf, a wrong shape or values
+        outside [-1, 1] are refused."""
+        c, s = getattr(self.encoder, "in_channels", 3), self.image_size
+        if isinstance(images, np.ndarray):
+            if images.dtype.kind != "f":
+                raise ValueError(f"images must be floats in [-1, 1], got a numpy array of {images.dtype}"
+                                 + (" (for uint8 pixels use x / 127.5 - 1)" if images.dtype.kind in "ui" else ""))
+            images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"images must be a float tensor (B, {c}, {s}, {s}) in [-1, 1], got "
+                             f"{type(images).__name__}")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be a float tensor (B, {c}, {s}, {s}) in [-1, 1], got {images.dtype}"
+                             + (" (for uint8 pixels use x / 127.5 - 1)" if images.dtype == torch.uint8 else ""))
+        if images.ndim != 4 or images.shape[1] != c or tuple(images.shape[-2:]) != (s, s):
+            raise ValueError(f"images must have shape (B, {c}, {s}, {s}), got {tuple(images.shape)}")
+        images = images.to(self.device, torch.float32)
+        if images.numel():
+            bad = int((~torch.isfinite(images)).sum())
+            if bad:
+                raise ValueError(f"images contain {bad} NaN or infinite values (of {images.numel()})")
             lo, hi = float(images.min()), float(images.max())
             if lo < -1.05 or hi > 1.05:
                 raise ValueError(
                     f"images must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}] "
                     "(for uint8 pixels use x / 127.5 - 1)"
                 )
-        z = self.encoder(images.to(self.device))
-        return self.quantizer(z).indices[:, :k]  # (B, K)
+        return images
 
     def encode_adaptive(self, images: torch.Tensor, target_psnr: float):
         """One 1-D id tensor per image: the shortest prefix whose reconstruction reaches `target_psnr` dB.
@@ -103,6 +143,7 @@ class Tokenizer(nn.Module):
         """int64 ids (B, K) with 1 <= K <= N, or a list of 1-D id tensors of different lengths -> images
         (B, 3, H, W) in [-1, 1]. `steps`, `guidance_scale`, `seed` drive a generative decoder's sampler and
         are ignored by a pixel decoder."""
+        _check_sampling(steps, guidance_scale, seed)
         ids, valid = self._batch_ids(ids)
         codes = self.quantizer.indices_to_codes(ids.to(self.device)).float()  # (B, K, d)
         sampling = {k: v for k, v in dict(steps=steps, guidance_scale=guidance_scale, seed=seed).items()
