@@ -60,7 +60,7 @@ def main() -> None:
     from vistok.shards.writer import encode_to_shards
 
     # 1. Export the EMA weights of the last checkpoint.
-    export_checkpoint(ckpts[-1], out / "export")
+    export_checkpoint(ckpts[-1], out / "export", overwrite=True)  # a rerun replaces its own export
     tok = Tokenizer.from_pretrained(out / "export")
 
     # 2. Evaluate on held-out crops: PSNR/SSIM per K, JPEG/WebP at equal bytes, grids, rate-distortion plot.

@@ -170,3 +170,79 @@ def test_decode_sampler_arguments_are_checked_and_named():
         with pytest.raises(ValueError, match=name):
             tok.decode(ids, **kwargs)
     tok.decode(ids, steps=2, guidance_scale=1.5, seed=3)
+
+
+def test_save_pretrained_is_atomic_and_refuses_a_non_empty_target_unless_overwrite(tmp_path):
+    """Issue 11, item 3."""
+    a, b = build_tokenizer("titok-tiny"), build_tokenizer("titok-tiny", num_tokens=4)
+    out = a.save_pretrained(tmp_path / "export")
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        b.save_pretrained(out)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # untouched
+    b.save_pretrained(out, overwrite=True)
+    assert Tokenizer.from_pretrained(out).max_tokens == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"], "no temporary or old directory left"
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a vistok export directory"):
+        a.save_pretrained(other, overwrite=True)
+    assert (other / "keep.txt").read_text() == "mine"
+
+    class Boom(RuntimeError):
+        pass
+
+    def fail(*args, **kwargs):
+        raise Boom("disk full")
+
+    import vistok.hub
+
+    original = vistok.hub.save_file
+    vistok.hub.save_file = fail
+    try:
+        with pytest.raises(Boom):
+            a.save_pretrained(out, overwrite=True)
+    finally:
+        vistok.hub.save_file = original
+    assert Tokenizer.from_pretrained(out).max_tokens == 4, "a failed export leaves the old one in place"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "notes"]
+
+
+def test_from_pretrained_refuses_wrong_dtypes_shapes_non_finite_and_mistyped_config(tmp_path):
+    """Issue 11, items 7 and 12: each error names the tensor or the config value."""
+    from safetensors.torch import load_file, save_file
+
+    out = build_tokenizer("titok-tiny").save_pretrained(tmp_path / "export")
+    weights = out / "model.safetensors"
+    good = load_file(str(weights))
+    name = "encoder.proj.weight"
+    for change, match in (
+        (lambda s: s.__setitem__(name, s[name].to(torch.int32)), "int32"),
+        (lambda s: s[name].__setitem__((0, 0), float("nan")), "NaN"),
+        (lambda s: s.__setitem__(name, s[name][:1]), "shape"),
+    ):
+        state = {k: v.clone() for k, v in good.items()}
+        change(state)
+        save_file(state, str(weights))
+        with pytest.raises(ValueError, match=f"{name}.*{match}|{match}.*{name}"):
+            Tokenizer.from_pretrained(out)
+    save_file({k: (v.half() if v.is_floating_point() else v) for k, v in good.items()}, str(weights))
+    assert Tokenizer.from_pretrained(out).encoder.proj.weight.dtype == torch.float32  # fp16 weights are cast
+    weights.write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="model.safetensors: not a readable safetensors file"):
+        Tokenizer.from_pretrained(out)
+    save_file(good, str(weights))
+    config = json.loads((out / "config.json").read_text())
+    config["model"]["init_args"]["encoder"]["init_args"]["width"] = "wide"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="encoder.init_args.width: expected int, got 'wide'"):
+        Tokenizer.from_pretrained(out)
+
+
+def test_loading_an_export_directory_as_a_checkpoint_says_so(tmp_path):
+    from vistok.checkpoint import load_checkpoint
+
+    out = build_tokenizer("titok-tiny").save_pretrained(tmp_path / "export")
+    with pytest.raises(ValueError, match="already an export directory"):
+        load_checkpoint(out)

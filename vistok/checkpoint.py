@@ -12,23 +12,31 @@ from pathlib import Path
 import torch
 
 from vistok.configurable import from_config
-from vistok.hub import import_model_classes, save_pretrained
+from vistok.hub import check_weights, import_model_classes, is_export_dir, save_pretrained
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu"):
     import_model_classes()
     path = Path(path)
+    if path.is_dir():
+        if is_export_dir(path):
+            raise ValueError(f"{path} is already an export directory (config.json + model.safetensors), not a "
+                             "checkpoint: load it with Tokenizer.from_pretrained, or copy the directory")
+        raise ValueError(f"{path} is a directory, not a .ckpt checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise ValueError(f"{path}: not a readable vistok checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: no 'state_dict' in the checkpoint; was it written by `vistok fit`?")
     if "vistok_config" not in ckpt:
         raise ValueError(f"{path}: no 'vistok_config' in the checkpoint; was it written by `vistok fit`?")
     tokenizer = from_config(ckpt["vistok_config"], where=f"{path}:vistok_config")
     prefix = "tokenizer."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    check_weights(tokenizer, state, f"{path}:state_dict")
     tokenizer.load_state_dict(state)
     return tokenizer.eval()
 
@@ -45,5 +53,10 @@ def load_tokenizer(path: str | Path, map_location: str = "cpu"):
     raise FileNotFoundError(f"model {path} is neither an export directory nor a .ckpt file")
 
 
-def export_checkpoint(ckpt: str | Path, output: str | Path) -> Path:
-    return save_pretrained(load_checkpoint(ckpt), output, source=str(ckpt))
+def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = False) -> Path:
+    """Write the export directory of a checkpoint (atomically; a non-empty `output` only with `overwrite`)."""
+    output = Path(output)
+    if output.is_dir() and any(output.iterdir()) and not overwrite:  # before the (slow) checkpoint load
+        raise FileExistsError(f"{output} exists and is not empty; choose another --output or pass --overwrite "
+                              "to replace it")
+    return save_pretrained(load_checkpoint(ckpt), output, source=str(ckpt), overwrite=overwrite)

@@ -8,8 +8,11 @@ LightningCLI uses); `from_config` rebuilds it and refuses any class that is not 
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
+import types
+import typing
 from typing import Any
 
 from torch import nn
@@ -90,4 +93,55 @@ def from_config(config: dict[str, Any], where: str = "config") -> nn.Module:
         inspect.signature(cls).bind(**args)
     except TypeError as e:
         raise ValueError(f"{where}: bad arguments for {path}: {e}") from None
-    return cls(**args)
+    hints = _init_hints(cls)
+    for name, value in args.items():
+        if name in hints and _fits(value, hints[name]) is False:
+            raise ValueError(f"{where}.init_args.{name}: expected {_show(hints[name])}, got {value!r} "
+                             f"({type(value).__name__})")
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: cannot build {path}: {e}") from None
+
+
+def _init_hints(cls: type) -> dict[str, Any]:
+    init = getattr(cls.__init__, "__wrapped__", cls.__init__)
+    try:
+        return typing.get_type_hints(init)
+    except Exception:  # an annotation that does not evaluate: no type check, the constructor still runs
+        return {}
+
+
+def _fits(value: Any, hint: Any) -> bool | None:
+    """Whether a JSON value fits a constructor annotation; None when the annotation is not understood."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [_fits(value, a) for a in args]
+        return True if any(v is True for v in verdicts) else (None if None in verdicts else False)
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_fits(v, a) is not False for v, a in zip(value, args))
+        return all(_fits(v, args[0]) is not False for v in value) if args else True
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return None
+
+
+def _show(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")

@@ -11,6 +11,9 @@ Layout (DESIGN.md, Contracts):
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +60,61 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
     return "\n".join(lines)
 
 
-def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None,
-                    source: str | None = None) -> Path:
-    """Write the export directory. `state_dict` overrides the module's own weights (EMA weights)."""
+def is_export_dir(path: str | Path) -> bool:
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None,
+                    source: str | None = None, overwrite: bool = False) -> Path:
+    """Write the export directory. `state_dict` overrides the module's own weights (EMA weights).
+
+    The files are written to a temporary directory beside `path`, which is then renamed into place, so an
+    interrupted export leaves no half-written directory. A non-empty `path` is refused unless `overwrite`,
+    and even then only when it is an export directory (its old files are moved aside, the new directory
+    renamed in, the old one deleted: readers see the old or the new export, never a mixture).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{path} exists and is not empty; choose another output directory or pass "
+                                  "--overwrite (overwrite=True) to replace it")
+        if not is_export_dir(path):
+            raise FileExistsError(f"{path} is not empty and not a vistok export directory; refusing to replace it "
+                                  "even with --overwrite")
     if state_dict is not None:
         tokenizer.load_state_dict(state_dict)
-    config = {"vistok_version": vistok.__version__, "model": to_config(tokenizer)}
-    (path / "config.json").write_text(json.dumps(config, indent=2))
-    save_model(tokenizer, str(path / "model.safetensors"))
-    save_file({"codes": tokenizer.quantizer.codes().float().cpu().contiguous()}, str(path / "codebook.safetensors"))
-    spec = token_spec(tokenizer)
-    (path / "tokens.json").write_text(json.dumps(spec, indent=2))
-    (path / "README.md").write_text(_model_card(config, spec, source))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        config = {"vistok_version": vistok.__version__, "model": to_config(tokenizer)}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        save_model(tokenizer, str(tmp / "model.safetensors"))
+        save_file({"codes": tokenizer.quantizer.codes().float().cpu().contiguous()},
+                  str(tmp / "codebook.safetensors"))
+        spec = token_spec(tokenizer)
+        (tmp / "tokens.json").write_text(json.dumps(spec, indent=2))
+        (tmp / "README.md").write_text(_model_card(config, spec, source))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; an export is as readable as any directory
+        old = None
+        if path.is_dir() and any(path.iterdir()):
+            old = path.with_name(f"{tmp.name}.old")
+            os.replace(path, old)
+        os.replace(tmp, path)  # onto a missing or empty directory: atomic
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_json(path: Path, missing_hint: str) -> Any:
@@ -92,7 +135,11 @@ def import_model_classes() -> None:
 
 
 def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Rebuild a tokenizer from an export directory; never unpickles; returns it in eval mode."""
+    """Rebuild a tokenizer from an export directory; never unpickles; returns it in eval mode.
+
+    Every tensor of model.safetensors must match the model's parameter or buffer of the same name in shape
+    and kind (a floating tensor may differ in precision; it is cast) and be finite; a ValueError names the
+    tensor otherwise."""
     import_model_classes()
 
     path = Path(path)
@@ -100,12 +147,38 @@ def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: {path} is not a vistok export directory")
     config = read_json(cfg_file, f"{path} is not a vistok export directory")
-    if "model" not in config:
+    if not isinstance(config, dict) or "model" not in config:
         raise ValueError(f"{cfg_file}: missing key 'model'")
     tokenizer = from_config(config["model"], where=f"{cfg_file}:model")
-    state = load_file(str(weights), device=str(map_location))
-    missing, unexpected = tokenizer.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{weights}: weights do not match config.json (missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]})")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{weights}: not a readable safetensors file ({e})") from None
+    check_weights(tokenizer, state, str(weights))
+    tokenizer.load_state_dict(state, strict=True)
     return tokenizer.to(map_location).eval()
+
+
+def check_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse weights that would load wrongly: missing or unexpected names, other shapes, integer data for a
+    floating tensor (or the reverse), NaN or infinite values. Floating tensors are cast to the module's
+    precision in place of `state`."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"{where}: weights do not match config.json (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    for name, want in expected.items():
+        got = state[name]
+        if tuple(got.shape) != tuple(want.shape):
+            raise ValueError(f"{where}: tensor {name!r} has shape {tuple(got.shape)}, the model expects "
+                             f"{tuple(want.shape)}")
+        if got.dtype != want.dtype:
+            if not (got.is_floating_point() and want.is_floating_point()):
+                raise ValueError(f"{where}: tensor {name!r} has dtype {str(got.dtype)[6:]}, the model expects "
+                                 f"{str(want.dtype)[6:]}")
+            state[name] = got = got.to(want.dtype)
+        if got.is_floating_point() and got.numel() and not bool(torch.isfinite(got).all()):
+            bad = int((~torch.isfinite(got)).sum())
+            raise ValueError(f"{where}: tensor {name!r} holds {bad} NaN or infinite values")

@@ -182,10 +182,11 @@ class Tokenizer(nn.Module):
         return ids.long(), None
 
     # --- export ------------------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path) -> Path:
+    def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write an export directory atomically; a non-empty `path` is replaced only with `overwrite`."""
         from vistok.hub import save_pretrained
 
-        return save_pretrained(self, path)
+        return save_pretrained(self, path, overwrite=overwrite)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Tokenizer:
