@@ -102,3 +102,87 @@ def test_channel_permutation_shuffles_colour_channels_of_the_same_crop():
         changed += not torch.equal(a, b)
     assert changed > 20  # 5 of 6 permutations change a colour crop
     assert plain.permute_channels is False
+
+
+def test_listing_reports_every_entry_it_does_not_read_and_follows_directory_symlinks_once(tmp_path, monkeypatch,
+                                                                                           caplog):
+    """Issue 11, item 4: symlinked and unreadable folders, broken and looping symlinks, FIFOs."""
+    import os
+
+    from vistok.data.images import scan_images
+
+    photo = load_rgb(photo_dir() / "chelsea.png").resize((40, 30))
+    root = tmp_path / "data"
+    _save(root / "a" / "x.png", photo)
+    _save(root / "elsewhere" / "y.png", photo)
+    outside = _save(tmp_path / "outside" / "z.png", photo).parent
+    _save(root / "locked" / "w.png", photo)
+    (root / "linked").symlink_to(outside, target_is_directory=True)  # followed
+    (root / "a" / "again").symlink_to(root / "elsewhere", target_is_directory=True)  # same folder twice
+    (root / "a" / "up").symlink_to(root, target_is_directory=True)  # loop
+    (root / "dangling.png").symlink_to(tmp_path / "missing.png")
+    (root / "self.png").symlink_to(root / "self.png")
+    os.mkfifo(root / "pipe.png")
+    (root / "notes.txt").write_text("not an image")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # root ignores file modes, so deny the listing here
+    listing = scan_images(root)
+    assert [str(f.relative_to(root)) for f in listing.files] == ["a/x.png", "elsewhere/y.png", "linked/z.png"]
+    reasons = dict(listing.skipped)
+    assert set(reasons) == {"a/again", "a/up", "dangling.png", "self.png", "pipe.png", "locked"}
+    assert "already listed" in reasons["a/again"] and "'elsewhere'" in reasons["a/again"]
+    assert "already listed" in reasons["a/up"] and "broken symlink" in reasons["dangling.png"]
+    assert "loop" in reasons["self.png"] and "FIFO" in reasons["pipe.png"]
+    assert "Permission denied" in reasons["locked"] and listing.ignored == 1
+    with caplog.at_level(logging.WARNING, logger="vistok.data"):
+        ds = ImageFolderDataset(root, 32)
+    assert len(ds) == 3 and all(name in caplog.text for name in ("pipe.png", "dangling.png", "locked"))
+    with pytest.raises(OSError, match="cannot read"):
+        ImageFolderDataset(root, 32, strict=True)
+
+
+def test_huge_image_is_refused_from_its_header_before_decoding(tmp_path):
+    """Issue 11, item 12: a small file that would decode to gigabytes is skipped, naming it; configurable."""
+    big = _save(tmp_path / "big.png", Image.new("L", (9000, 8000)))
+    assert big.stat().st_size < 200_000
+    with pytest.raises(OSError, match=r"big.png: 9000x8000 pixels \(72.0 megapixels\) exceed the limit of 64 "):
+        load_rgb(big)
+    ds = ImageFolderDataset(tmp_path, 32)
+    assert ds[0] is None
+    assert ImageFolderDataset(tmp_path, 32, max_pixels=10**8).max_pixels == 10**8
+    assert load_rgb(photo_dir() / "chelsea.png", max_pixels=None).size == (451, 300)
+    with pytest.raises(OSError, match="exceed the limit of 0.001 megapixels"):
+        load_rgb(photo_dir() / "chelsea.png", max_pixels=1000)
+
+
+def _fit(root, steps=3, batch_size=1):
+    import lightning.pytorch as pl
+
+    from vistok.tokenizers import build_tokenizer
+    from vistok.trainers.system import TokenizerSystem
+
+    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1)
+    dm = ImageDataModule(train=str(root), val=None, batch_size=batch_size)
+    trainer.fit(TokenizerSystem(build_tokenizer("titok-tiny")), dm)
+    return trainer
+
+
+def test_training_skips_a_batch_whose_images_were_all_skipped_and_refuses_an_all_corrupt_folder(tmp_path):
+    """Issue 11, item 9."""
+    photo = load_rgb(photo_dir() / "chelsea.png").resize((40, 30))
+    _save(tmp_path / "good" / "a.png", photo)
+    (tmp_path / "good" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    trainer = _fit(tmp_path / "good")
+    assert trainer.global_step == 3  # batches of one corrupt image were skipped, the good image trained
+    for name in ("b.png", "c.png"):
+        (tmp_path / "bad" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "bad" / name).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"none of the 2 images under .*bad can be read \(first: cannot read image"):
+        _fit(tmp_path / "bad")

@@ -12,19 +12,34 @@ from pathlib import Path
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from vistok.data.folder import ImageFolderDataset, collate_images, is_webdataset, webdataset_images
+from vistok.data.folder import (
+    ImageFolderDataset,
+    check_webdataset_readable,
+    collate_images,
+    is_webdataset,
+    webdataset_images,
+)
+from vistok.data.images import MAX_PIXELS
 from vistok.data.sample import SamplePhotoCrops
 
 
 def build_dataset(source: str, size: int, train: bool, strict: bool = False, length: int = 10_000,
-                  seed: int = 0):
+                  seed: int = 0, max_pixels: int | None = MAX_PIXELS):
     if source == "sample":
         return SamplePhotoCrops("train" if train else "val", size, length, seed)
     if is_webdataset(source):
-        return webdataset_images(source, size, train=train, strict=strict)
+        return webdataset_images(source, size, train=train, strict=strict, max_pixels=max_pixels)
     if Path(source).is_dir():
-        return ImageFolderDataset(source, size, train=train, strict=strict)
+        return ImageFolderDataset(source, size, train=train, strict=strict, max_pixels=max_pixels)
     raise FileNotFoundError(f"data source {source!r} is neither 'sample', an image folder, nor webdataset URLs")
+
+
+def check_readable(ds, source: str, size: int, max_pixels: int | None = MAX_PIXELS) -> None:
+    """One clear error before any training when no image of a source can be read."""
+    if isinstance(ds, ImageFolderDataset):
+        ds.check_readable()
+    elif is_webdataset(source):
+        check_webdataset_readable(source, size, max_pixels)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -39,8 +54,17 @@ class ImageDataModule(pl.LightningDataModule):
         strict: bool = False,
         train_length: int = 100_000,
         val_length: int = 256,
+        max_pixels: int | None = MAX_PIXELS,
     ) -> None:
+        """`max_pixels`: images with more pixels are skipped (checked from the header, before decoding);
+        null for no limit."""
         super().__init__()
+        for name, value, low in (("image_size", image_size, 1), ("batch_size", batch_size, 1),
+                                 ("val_batch_size", val_batch_size, 1), ("num_workers", num_workers, 0),
+                                 ("train_length", train_length, 1), ("val_length", val_length, 1),
+                                 ("max_pixels", max_pixels, 1)):
+            if value is not None and value < low:
+                raise ValueError(f"data.{name} must be >= {low}, got {value}")
         for name, src in (("train", train), ("val", val)):
             if src and src != "sample" and not is_webdataset(src) and not Path(src).is_dir():
                 raise FileNotFoundError(f"data.{name}: {src!r} is neither 'sample', an image folder, nor "
@@ -49,10 +73,12 @@ class ImageDataModule(pl.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.num_workers, self.strict = num_workers, strict
         self.train_length, self.val_length = train_length, val_length
+        self.max_pixels = max_pixels
 
     def _loader(self, source: str, train: bool) -> DataLoader:
         ds = build_dataset(source, self.image_size, train, self.strict,
-                           self.train_length if train else self.val_length)
+                           self.train_length if train else self.val_length, max_pixels=self.max_pixels)
+        check_readable(ds, source, self.image_size, self.max_pixels)
         iterable = not hasattr(ds, "__len__")
         return DataLoader(
             ds,

@@ -14,17 +14,37 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from vistok.data.images import list_images, load_rgb, pil_to_tensor, resize_crop, to_rgb
+from vistok.data.images import (
+    MAX_PIXELS,
+    load_rgb,
+    no_images_error,
+    open_image_bytes,
+    pil_to_tensor,
+    resize_crop,
+    scan_images,
+)
 
 log = logging.getLogger("vistok.data")
 
 
 class ImageFolderDataset(Dataset):
+    """Images under `root` (recursive). Entries the listing cannot read (unreadable folders, broken or
+    looping symlinks, FIFOs: see `scan_images`) are logged as warnings, or raise under `strict`; so does a
+    file that cannot be decoded or has more than `max_pixels` pixels, when it is loaded."""
+
     def __init__(self, root: str | Path, size: int, train: bool = False, strict: bool = False,
-                 flip: bool = True) -> None:
+                 flip: bool = True, max_pixels: int | None = MAX_PIXELS) -> None:
         self.root = Path(root)
-        self.files = list_images(self.root)
+        listing = scan_images(self.root)
+        for rel, reason in listing.skipped:
+            if strict:
+                raise OSError(f"cannot read {self.root / rel}: {reason}")
+            log.warning("skipping %s: %s", self.root / rel, reason)
+        if not listing.files:
+            raise no_images_error(listing)
+        self.files, self.skipped = listing.files, listing.skipped
         self.size, self.train, self.strict, self.flip = size, train, strict, flip
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.files)
@@ -32,7 +52,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any] | None:
         path = self.files[i]
         try:
-            img = load_rgb(path)
+            img = load_rgb(path, self.max_pixels)
         except OSError as e:
             if self.strict:
                 raise
@@ -42,25 +62,42 @@ class ImageFolderDataset(Dataset):
         img = resize_crop(img, self.size, rng, self.flip and self.train)
         return {"image": pil_to_tensor(img), "key": str(path.relative_to(self.root).with_suffix(""))}
 
+    def check_readable(self) -> None:
+        """Raise one ValueError when not a single file of the folder decodes (stops at the first good one)."""
+        first = None
+        for path in self.files:
+            try:
+                load_rgb(path, self.max_pixels)
+                return
+            except OSError as e:
+                first = first or str(e)
+        raise ValueError(f"none of the {len(self.files)} images under {self.root} can be read (first: {first})")
+
 
 def is_webdataset(source: str) -> bool:
     return ".tar" in source or source.startswith(("pipe:", "http://", "https://", "gs://", "s3://"))
 
 
 def webdataset_images(urls: str, size: int, train: bool = False, strict: bool = False, shuffle: int = 1000,
-                      flip: bool = True):
-    """An iterable webdataset of {"image", "key", "label"?}: split by node and by worker for DDP."""
+                      flip: bool = True, max_pixels: int | None = MAX_PIXELS):
+    """An iterable webdataset of {"image", "key", "label"?}: split by node and by worker for DDP. A sample
+    whose image cannot be decoded or has more than `max_pixels` pixels is skipped with a warning naming it
+    (raises under `strict`)."""
     import webdataset as wds
 
     handler = wds.reraise_exception if strict else wds.warn_and_continue
 
     def to_sample(sample: dict[str, Any]) -> dict[str, Any]:
         key = sample["__key__"]
-        img = next((sample[k] for k in ("jpg", "jpeg", "png", "webp", "bmp") if k in sample), None)
-        if img is None:
+        ext = next((k for k in ("jpg", "jpeg", "png", "webp", "bmp") if k in sample), None)
+        if ext is None:
             raise ValueError(f"sample {key} in {sample.get('__url__')} has no image (jpg/png/webp/bmp)")
+        try:
+            img = open_image_bytes(sample[ext], max_pixels)
+        except Exception as e:
+            raise ValueError(f"cannot read image {key}.{ext} in {sample.get('__url__')}: {e}") from e
         rng = random.Random(int(torch.randint(0, 2**62, (1,)))) if train else None
-        out = {"image": pil_to_tensor(resize_crop(to_rgb(img), size, rng, flip and train)), "key": key}
+        out = {"image": pil_to_tensor(resize_crop(img, size, rng, flip and train)), "key": key}
         for k in ("cls", "label"):
             if k in sample:
                 out["label"] = int(sample[k])
@@ -76,7 +113,14 @@ def webdataset_images(urls: str, size: int, train: bool = False, strict: bool = 
     )
     if train:
         ds = ds.shuffle(shuffle)
-    return ds.decode("pil", handler=handler).map(to_sample, handler=handler)
+    return ds.map(to_sample, handler=handler)
+
+
+def check_webdataset_readable(urls: str, size: int, max_pixels: int | None = MAX_PIXELS) -> None:
+    """Raise one ValueError when not a single sample of the shards decodes (stops at the first good one)."""
+    for _ in webdataset_images(urls, size, train=False, max_pixels=max_pixels):
+        return
+    raise ValueError(f"no image of {urls} can be read (the shards are missing, empty or every sample is corrupt)")
 
 
 def collate_images(batch: list[dict[str, Any] | None]) -> dict[str, Any]:

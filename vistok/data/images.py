@@ -6,8 +6,13 @@ was converted is logged once per kind so that a user knows, and a valid file nev
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
+import os
 import random
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ from PIL import Image
 
 log = logging.getLogger("vistok.data")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+MAX_PIXELS = 64_000_000  # default cap on decoded pixels per image (8000 x 8000); None: no cap
 _reported: set[str] = set()
 
 
@@ -53,14 +59,33 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open, fully decode and convert an image; raises OSError/ValueError naming the file when it is bad."""
+def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """Open, fully decode and convert an image; raises OSError naming the file when it is bad or, from its
+    header and before decoding, when it has more than `max_pixels` pixels (None: no limit)."""
     try:
         with Image.open(path) as img:
+            check_pixels(img, max_pixels)
             img.load()
             return to_rgb(img)
     except Exception as e:  # PIL raises a zoo of types for corrupt data
         raise OSError(f"cannot read image {path}: {e}") from e
+
+
+def check_pixels(img: Image.Image, max_pixels: int | None = MAX_PIXELS) -> None:
+    """Refuse an opened (not yet decoded) image larger than `max_pixels`: a small compressed file can decode
+    to gigabytes."""
+    w, h = img.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ValueError(f"{w}x{h} pixels ({w * h / 1e6:.1f} megapixels) exceed the limit of "
+                         f"{max_pixels / 1e6:g} megapixels (raise it with max_pixels / --max-pixels)")
+
+
+def open_image_bytes(data: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """Decode an encoded image held in memory (a webdataset member) to RGB, with the same pixel limit."""
+    with Image.open(io.BytesIO(data)) as img:
+        check_pixels(img, max_pixels)
+        img.load()
+        return to_rgb(img)
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -104,11 +129,102 @@ def resize_crop(img: Image.Image, size: int, rng: random.Random | None = None, f
     return crop(resize_shorter(img, size), size, rng, flip)
 
 
-def list_images(root: str | Path) -> list[Path]:
+@dataclass
+class ImageListing:
+    """What `scan_images` found: the image files, and every entry it could not read with the reason."""
+
+    root: Path
+    files: list[Path]
+    skipped: list[tuple[str, str]]  # (path relative to root, reason)
+    ignored: int = 0  # regular files without an image extension (not inputs)
+
+
+def scan_images(root: str | Path) -> ImageListing:
+    """Every image file under `root` (recursive, sorted by relative path).
+
+    Directory symlinks are followed, each real directory is listed once (a second way into it, a symlink
+    loop included, is reported instead of followed); real subdirectories are listed before symlinked ones,
+    so a symlink never hides a real directory. Unreadable directories, broken or looping symlinks and
+    entries that are neither directories nor regular files (FIFOs, sockets, devices) are reported in
+    `skipped` with the reason; regular files without an image extension are only counted."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
-    return files
+    listing = ImageListing(root, [], [])
+    st = root.stat()
+    seen: dict[tuple[int, int], str] = {(st.st_dev, st.st_ino): "."}
+    links: list[tuple[Path, str, tuple[int, int]]] = []
+
+    def walk(folder: Path, rel: str) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            listing.skipped.append((rel, f"cannot list directory ({e.strerror or e})"))
+            return
+        for entry in entries:
+            r = f"{rel}/{entry.name}" if rel != "." else entry.name
+            path = folder / entry.name
+            try:
+                info = path.stat()  # follows symlinks
+            except OSError as e:
+                if entry.is_symlink():
+                    reason = ("symlink loop" if e.errno == errno.ELOOP
+                              else f"broken symlink (to {os.readlink(path)})")
+                else:
+                    reason = f"cannot stat ({e.strerror or e})"
+                listing.skipped.append((r, reason))
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                ident = (info.st_dev, info.st_ino)
+                if entry.is_symlink():
+                    links.append((path, r, ident))
+                elif ident not in seen:
+                    seen[ident] = r
+                    walk(path, r)
+            elif stat.S_ISREG(info.st_mode):
+                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                    listing.files.append(path)
+                else:
+                    listing.ignored += 1
+            else:
+                listing.skipped.append((r, f"not a regular file ({_file_kind(info.st_mode)})"))
+
+    walk(root, ".")
+    while links:  # symlinked directories, once each, after every real one
+        path, r, ident = links.pop(0)
+        if ident in seen:
+            listing.skipped.append((r, f"directory symlink to {seen[ident]!r}, which is already listed (not "
+                                       "followed again: a loop or a second path to the same folder)"))
+            continue
+        seen[ident] = r
+        walk(path, r)
+    listing.files.sort(key=lambda p: str(p.relative_to(root)))
+    listing.skipped.sort()
+    return listing
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def no_images_error(listing: ImageListing) -> FileNotFoundError:
+    msg = f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {listing.root}"
+    if listing.skipped:
+        first = "; ".join(f"{p}: {why}" for p, why in listing.skipped[:3])
+        msg += f" ({len(listing.skipped)} entries could not be read: {first})"
+    return FileNotFoundError(msg)
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """The image files of `scan_images`; every entry that cannot be read is logged as a warning."""
+    listing = scan_images(root)
+    for rel, reason in listing.skipped:
+        log.warning("skipping %s: %s", Path(root) / rel, reason)
+    if not listing.files:
+        raise no_images_error(listing)
+    return listing.files

@@ -54,6 +54,8 @@ class ReconstructionGrid(pl.Callback):
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch_idx == 0:
+            self._batch = None
+        if self._batch is None and len(batch["image"]):  # the first batch with images (all may be skipped)
             self._batch = batch["image"][: self.num_images]
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

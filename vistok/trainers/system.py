@@ -60,10 +60,22 @@ class TokenizerSystem(pl.LightningModule):
             self.log(f"{stage}/skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
         return loss, out.quant.indices
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def _all_skipped(self, batch: dict[str, Any], stage: str) -> bool:
+        """Every image of the batch failed to load (collate_images dropped them): count them, skip the step."""
+        if len(batch["image"]):
+            return False
+        self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
+                 batch_size=1)
+        return True
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if self._all_skipped(batch, "train"):
+            return None  # Lightning skips the optimizer step
         return self._step(batch, "train")[0]
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        if self._all_skipped(batch, "val"):
+            return None
         _, indices = self._step(batch, "val")
         if self.tokenizer.token_dropout is not None:
             # Quality per prefix length: the point of a flexible-length tokenizer.
