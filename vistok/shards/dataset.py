@@ -7,13 +7,23 @@
 
 Samples are {"key", "tokens": (K,) int64, "length": K, "label": int (-1 when the input had none)}. Shards are
 split by rank and by DataLoader worker, so under DDP each rank reads its own shards.
+
+Nothing is read silently wrong: a shard that a manifest lists (given directly, or found beside the urls) is
+checked against its sha256 and sample count before and after its samples are used, and every sample's ids
+must lie in the codebook (from the manifest, or `codebook_size`). A damaged shard or sample raises a
+ValueError naming the shard and the key, or with `on_error="skip"` is skipped with a warning and counted in
+`problems` (per process: with DataLoader workers, each worker counts its own; the warnings name them all).
+A manifest marked incomplete gives a warning.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
+import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +32,13 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from vistok.shards.manifest import read_manifest
+from vistok.shards.manifest import MANIFEST, read_manifest
+
+log = logging.getLogger("vistok.shards")
+
+
+class ShardError(ValueError):
+    """A damaged token shard or sample; the message names the shard (and the key)."""
 
 
 def collate_tokens(batch: list[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
@@ -42,26 +58,49 @@ class TokenDataset(IterableDataset):
     """Token sequences from webdataset shards written by `vistok encode`.
 
     `urls`: a shard directory (its manifest.json), a manifest path, a brace pattern / `::` list, or a list
-    of urls. `spec` is the tokenizer's tokens.json content when a manifest was given (vocab size, special
-    ids), else None; `collate` pads with the `pad` special id when known (else `pad_id`).
+    of urls. `spec` is the tokenizer's tokens.json content when a manifest was found (vocab size, special
+    ids), else None; `collate` pads with the `pad` special id when known (else `pad_id`). `codebook_size`
+    bounds the ids when no manifest gives it. `on_error`: "raise" (default) or "skip".
     """
 
     def __init__(self, urls: str | Path | list[str], shuffle: int = 0, shard_shuffle: bool = False,
-                 pad_id: int | None = None, seed: int = 0) -> None:
+                 pad_id: int | None = None, seed: int = 0, on_error: str = "raise",
+                 codebook_size: int | None = None) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.spec: dict[str, Any] | None = None
+        self.expected: dict[str, dict[str, Any]] = {}  # url -> manifest entry (sha256, samples)
         self.urls = self._resolve(urls)
-        self.shuffle, self.shard_shuffle, self.seed = shuffle, shard_shuffle, seed
+        if codebook_size is None and self.spec:
+            codebook_size = int(self.spec["codebook_size"])
+        self.codebook_size = codebook_size
+        self.shuffle, self.shard_shuffle, self.seed, self.on_error = shuffle, shard_shuffle, seed, on_error
         if pad_id is None:
             pad_id = self.spec["special_tokens"]["pad"] if self.spec else 0
         self.pad_id = pad_id
         self.collate = functools.partial(collate_tokens, pad_id=pad_id)
+        self.problems: list[str] = []
+
+    def _use_manifest(self, path: str | Path, only: set[str] | None = None) -> list[str]:
+        doc = read_manifest(path)
+        manifest = Path(path) if str(path).endswith(".json") else Path(path) / MANIFEST
+        root = manifest.parent
+        if not doc.get("complete"):
+            warnings.warn(f"{manifest}: the encode job is incomplete ({len(doc.get('tasks_done', []))} of "
+                          f"{doc.get('job', {}).get('tasks', '?')} tasks done); rerun `vistok encode` to finish it",
+                          stacklevel=3)
+        self.spec = doc["tokenizer"]["tokens"]
+        found = []
+        for s in doc["shards"]:
+            url = str(root / s["name"])
+            if only is None or url in only:
+                self.expected[url] = s
+                found.append(url)
+        return found
 
     def _resolve(self, urls: str | Path | list[str]) -> list[str]:
         if isinstance(urls, (str, Path)) and (Path(urls).is_dir() or str(urls).endswith(".json")):
-            doc = read_manifest(urls)
-            root = Path(urls) if Path(urls).is_dir() else Path(urls).parent
-            self.spec = doc["tokenizer"]["tokens"]
-            found = [str(root / s["name"]) for s in doc["shards"]]
+            found = self._use_manifest(urls)
             if not found:
                 raise ValueError(f"{urls}: the manifest lists no shards")
             return found
@@ -70,23 +109,110 @@ class TokenDataset(IterableDataset):
         found = expand_urls([str(urls)] if isinstance(urls, (str, Path)) else [str(u) for u in urls])
         if not found:
             raise ValueError(f"no token shards in {urls!r}")
+        folders = {str(Path(u).parent) for u in found if "://" not in u and not u.startswith("pipe:")}
+        if len(folders) == 1 and (Path(folders.pop()) / MANIFEST).is_file():  # the manifest beside the shards
+            self._use_manifest(Path(found[0]).parent, only=set(found))
         return found
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         import webdataset as wds
 
-        ds = wds.WebDataset(self.urls, shardshuffle=100 if self.shard_shuffle else False, seed=self.seed,
-                            nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, empty_check=False)
+        stages: list[Any] = [wds.SimpleShardList(self.urls)]
+        if self.shard_shuffle:
+            stages.append(wds.filters.detshuffle(100, seed=self.seed))
+        stages += [wds.split_by_node, wds.split_by_worker, self._samples]
         if self.shuffle:
-            ds = ds.shuffle(self.shuffle)
-        yield from ds.map(_to_sample)
+            stages.append(wds.filters.shuffle(self.shuffle))
+        yield from wds.DataPipeline(*stages)
+
+    def _problem(self, message: str) -> None:
+        if self.on_error == "raise":
+            raise ShardError(message)
+        log.warning("skipping %s", message)
+        self.problems.append(message)
+
+    def _samples(self, source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for item in source:
+            yield from self._shard(item["url"])
+
+    def _shard(self, url: str) -> Iterator[dict[str, Any]]:
+        from webdataset.gopen import gopen
+
+        from vistok.shards.inputs import tar_samples
+
+        entry = self.expected.get(url)
+        if entry is not None:  # listed by a manifest: check the whole file before using any sample
+            try:
+                data = Path(url).read_bytes()
+            except OSError as e:
+                return self._problem(f"shard {url}: cannot be read ({e.strerror or e})")
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != entry["sha256"]:
+                return self._problem(f"shard {url}: sha256 {digest[:16]}... differs from the manifest's "
+                                     f"{entry['sha256'][:16]}... ({len(data)} bytes, listed {entry['bytes']}): "
+                                     "the file is damaged; rerun `vistok encode` to repair it")
+            stream: Any = io.BytesIO(data)
+        else:
+            try:
+                stream = gopen(url, "rb")
+            except Exception as e:
+                return self._problem(f"shard {url}: cannot be opened ({e})")
+        count, keys = 0, set()
+        try:
+            for sample in tar_samples(stream):
+                count += 1
+                key = sample["__key__"]
+                if key in keys:
+                    self._problem(f"shard {url}, sample {key}: the key appears twice in the shard")
+                    continue
+                keys.add(key)
+                try:
+                    yield decode_sample(sample, url, self.codebook_size)
+                except ValueError as e:
+                    self._problem(str(e))
+        except ShardError:
+            raise
+        except Exception as e:
+            return self._problem(f"shard {url}: not a readable tar after {count} samples "
+                                 f"({type(e).__name__}: {e})")
+        finally:
+            stream.close()
+        if entry is not None and count != entry["samples"]:
+            self._problem(f"shard {url}: holds {count} samples, the manifest lists {entry['samples']}")
 
 
-def _to_sample(sample: dict[str, Any]) -> dict[str, Any]:
+def decode_sample(sample: dict[str, Any], url: str, codebook_size: int | None = None) -> dict[str, Any]:
+    """A raw shard sample -> {"key", "tokens", "length", "label"}; a ValueError names the shard, the key and
+    what is wrong (missing or undecodable tokens.npy, ids outside the codebook, bad json)."""
     key = sample["__key__"]
+    where = f"shard {url}, sample {key}"
     if "tokens.npy" not in sample:
-        raise ValueError(f"sample {key} in {sample.get('__url__')} has no tokens.npy")
-    ids = torch.from_numpy(np.load(io.BytesIO(sample["tokens.npy"]), allow_pickle=False).astype(np.int64))
-    info = json.loads(sample["json"]) if "json" in sample else {}
+        raise ValueError(f"{where}: no tokens.npy")
+    try:
+        arr = np.load(io.BytesIO(sample["tokens.npy"]), allow_pickle=False)
+    except Exception as e:  # numpy: ValueError for pickled (object) data, others for garbage
+        raise ValueError(f"{where}: tokens.npy is not a plain numpy array ({type(e).__name__}: {e})") from None
+    if arr.dtype.kind not in "iu" or arr.ndim != 1 or not arr.size:
+        raise ValueError(f"{where}: tokens.npy holds {arr.dtype} of shape {arr.shape}, expected 1-D integer ids")
+    ids = torch.from_numpy(arr.astype(np.int64))
+    if codebook_size is not None:
+        outside = (ids < 0) | (ids >= codebook_size)
+        if bool(outside.any()):
+            raise ValueError(f"{where}: token id {int(ids[outside][0])} outside the codebook 0..{codebook_size - 1} "
+                             f"({int(outside.sum())} of {ids.numel()} ids)")
+    info: dict[str, Any] = {}
+    if "json" in sample:
+        try:
+            info = json.loads(sample["json"].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{where}: json is not valid UTF-8 JSON ({e})") from None
+        if not isinstance(info, dict):
+            raise ValueError(f"{where}: json is not an object")
+        if "K" in info and info["K"] != ids.numel():
+            raise ValueError(f"{where}: json says K={info['K']}, tokens.npy holds {ids.numel()} ids")
     label = info.get("label")
-    return {"key": key, "tokens": ids, "length": int(ids.numel()), "label": -1 if label is None else int(label)}
+    try:
+        label = -1 if label is None else int(label)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: label {label!r} is not an integer") from None
+    return {"key": key, "tokens": ids, "length": int(ids.numel()), "label": label}

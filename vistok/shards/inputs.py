@@ -6,6 +6,9 @@ The inputs are split into *tasks*, the unit of resumption and of distribution:
   many output shards of at most `shard_size` samples as it needs.
 Task t always writes the output shards `tokens-{t:06d}-{part:03d}.tar`, so a rank that owns a contiguous
 block of tasks owns a contiguous range of shard names, and a rerun rewrites exactly the unfinished tasks.
+The j-th input of task t gets the key `{t:06d}_{j:06d}_<tail of its name>` (`sample_key`): unique per job by
+construction, whatever the file names; the sample's json keeps the source path. Folder entries the listing
+cannot read (see `scan_images`) are reported with task 0.
 
 `InputStream` runs in DataLoader workers: it decodes and crops images, stacks up to `batch_size` of them
 into a chunk, and reports unreadable inputs and finished tasks in the same ordered stream, so the main
@@ -16,8 +19,8 @@ samples carry `cls`/`label` when present.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +30,28 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from vistok.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, pil_to_tensor, resize_crop, to_rgb
+from vistok.data.images import (
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    load_rgb,
+    no_images_error,
+    open_image_bytes,
+    pil_to_tensor,
+    resize_crop,
+    scan_images,
+)
 
 WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp")
+
+
+KEY_SCHEME = "task_index_name/1"  # recorded in the job: a rerun never mixes two key schemes
 
 
 @dataclass(frozen=True)
 class Task:
     index: int
     items: tuple[tuple[str, str], ...]  # folder: (relative path, output key); webdataset: ((url, ""),)
+    skipped: tuple[tuple[str, str], ...] = ()  # folder entries the listing could not read: (path, reason)
 
 
 @dataclass
@@ -49,14 +65,16 @@ class InputPlan:
 
     def job_info(self) -> dict[str, Any]:
         return {"input_kind": self.kind, "inputs": self.sources, "num_inputs": self.num_inputs,
-                "inputs_sha256": self.fingerprint, "tasks": len(self.tasks)}
+                "inputs_sha256": self.fingerprint, "tasks": len(self.tasks), "keys": KEY_SCHEME}
 
 
-def output_key(name: str) -> str:
-    """A webdataset-safe key: the extension is dropped and other dots become '_' (webdataset splits a
-    member name at the first dot of its base name)."""
-    stem = name.rsplit(".", 1)[0] if "." in Path(name).name else name
-    return stem.replace(".", "_")
+def sample_key(task: int, index: int, name: str) -> str:
+    """The output key of the index-th input of a task: unique per job by construction (task and index), with
+    the tail of the source name for a reader's eye. Webdataset splits a member name at the first dot of its
+    base name, so the name part keeps only letters, digits, '-' and '_'; the sample's json keeps the exact
+    source path."""
+    tail = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[-48:].lstrip("_")
+    return f"{task:06d}_{index:06d}" + (f"_{tail}" if tail else "")
 
 
 def expand_urls(inputs: list[str]) -> list[str]:
@@ -77,14 +95,15 @@ def plan_inputs(inputs: list[str] | str, shard_size: int) -> InputPlan:
         raise ValueError("no input given")
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
         root = Path(inputs[0])
-        files = [str(p.relative_to(root)) for p in list_images(root)]
-        keys = [output_key(f) for f in files]
-        seen: dict[str, int] = {}
-        for k in keys:
-            seen[k] = seen.get(k, 0) + 1
-        keys = [k if seen[k] == 1 else f"{k}_{Path(f).suffix.lstrip('.').lower()}" for k, f in zip(keys, files)]
-        pairs = list(zip(files, keys))
-        tasks = [Task(t, tuple(pairs[i:i + shard_size])) for t, i in enumerate(range(0, len(pairs), shard_size))]
+        listing = scan_images(root)
+        if not listing.files:
+            raise no_images_error(listing)
+        files = [str(p.relative_to(root)) for p in listing.files]
+        tasks = []
+        for t, i in enumerate(range(0, len(files), shard_size)):
+            items = tuple((f, sample_key(t, j, f)) for j, f in enumerate(files[i:i + shard_size]))
+            # entries the listing could not read are reported with task 0 (redone with it)
+            tasks.append(Task(t, items, tuple(listing.skipped) if t == 0 else ()))
         digest = hashlib.sha256("\n".join(files).encode()).hexdigest()
         return InputPlan("folder", str(root.resolve()), [str(root.resolve())], tasks, len(files), digest)
     urls = expand_urls(inputs)
@@ -101,34 +120,44 @@ def plan_inputs(inputs: list[str] | str, shard_size: int) -> InputPlan:
 
 
 def _wds_samples(url: str) -> Iterator[dict[str, Any]]:
-    """Samples of one input shard, in order (members grouped by key as webdataset does); raises, after
-    yielding the complete samples, when the shard is unreadable or truncated. Python's tarfile ends a stream
-    silently at a cut header, so the end-of-archive marker (two zero blocks) is checked here."""
-    import tarfile
-
+    """Samples of one input shard, in order; raises, after yielding the complete samples, when the shard is
+    unreadable or truncated."""
     from webdataset.gopen import gopen
-    from webdataset.tariterators import base_plus_ext
 
     stream = gopen(url, "rb")
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|*")
-        current: dict[str, Any] | None = None
-        for member in tar:
-            prefix, suffix = base_plus_ext(member.name)
-            if not member.isreg() or prefix is None or prefix.startswith("__"):
-                continue
-            data = tar.extractfile(member).read()
-            if current is not None and current["__key__"] != prefix:
-                yield current
-                current = None
-            current = current or {"__key__": prefix}
-            current[suffix.lower()] = data
-        if tar.fileobj.tell() - tar.offset != tarfile.BLOCKSIZE or tar.fileobj.read(tarfile.BLOCKSIZE).strip(b"\0"):
-            raise tarfile.ReadError(f"truncated: no end-of-archive marker after byte {tar.offset}")
-        if current is not None:
-            yield current
+        yield from tar_samples(stream)
     finally:
         stream.close()
+
+
+def tar_samples(fileobj: Any) -> Iterator[dict[str, Any]]:
+    """Samples {"__key__", ext: bytes} of a webdataset tar stream, members grouped by key as webdataset does.
+    Raises (after yielding the complete samples) when the stream is not a tar, is truncated, or repeats a
+    member within a sample. Python's tarfile ends a stream silently at a cut header, so the end-of-archive
+    marker (two zero blocks) is checked here."""
+    import tarfile
+
+    from webdataset.tariterators import base_plus_ext
+
+    tar = tarfile.open(fileobj=fileobj, mode="r|*")
+    current: dict[str, Any] | None = None
+    for member in tar:
+        prefix, suffix = base_plus_ext(member.name)
+        if not member.isreg() or prefix is None or prefix.startswith("__"):
+            continue
+        data = tar.extractfile(member).read()
+        if current is not None and current["__key__"] != prefix:
+            yield current
+            current = None
+        current = current or {"__key__": prefix}
+        if suffix.lower() in current:
+            raise ValueError(f"member {member.name} appears twice in one sample")
+        current[suffix.lower()] = data
+    if tar.fileobj.tell() - tar.offset != tarfile.BLOCKSIZE or tar.fileobj.read(tarfile.BLOCKSIZE).strip(b"\0"):
+        raise tarfile.ReadError(f"truncated: no end-of-archive marker after byte {tar.offset}")
+    if current is not None:
+        yield current
 
 
 class InputStream(IterableDataset):
@@ -139,8 +168,10 @@ class InputStream(IterableDataset):
     every num_workers-th task, so a task's records stay in order within one worker's stream.
     """
 
-    def __init__(self, plan: InputPlan, tasks: list[int], image_size: int, batch_size: int) -> None:
+    def __init__(self, plan: InputPlan, tasks: list[int], image_size: int, batch_size: int,
+                 max_pixels: int | None = MAX_PIXELS) -> None:
         self.plan, self.tasks, self.image_size, self.batch_size = plan, tasks, image_size, batch_size
+        self.max_pixels = max_pixels
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -169,9 +200,11 @@ class InputStream(IterableDataset):
 
     def _task_records(self, task: Task) -> Iterator[tuple[torch.Tensor | None, dict[str, Any]]]:
         if self.plan.kind == "folder":
+            for rel, reason in task.skipped:
+                yield None, {"task": task.index, "source": rel, "reason": reason}
             for rel, key in task.items:
                 try:
-                    img = load_rgb(Path(self.plan.root) / rel)
+                    img = load_rgb(Path(self.plan.root) / rel, self.max_pixels)
                 except OSError as e:
                     yield None, {"task": task.index, "source": rel, "reason": str(e)}
                     continue
@@ -179,25 +212,25 @@ class InputStream(IterableDataset):
             return
         url = task.items[0][0]
         try:
-            for sample in _wds_samples(url):
-                yield self._wds_record(task.index, url, sample)
+            for j, sample in enumerate(_wds_samples(url)):
+                yield self._wds_record(task.index, j, url, sample)
         except Exception as e:  # truncated / unreadable / missing shard: report it by name, go on
             yield None, {"task": task.index, "source": url,
                          "reason": f"unreadable input shard ({type(e).__name__}: {e})"}
 
-    def _wds_record(self, t: int, url: str, sample: dict[str, Any]) -> tuple[torch.Tensor | None, dict[str, Any]]:
+    def _wds_record(self, t: int, j: int, url: str,
+                    sample: dict[str, Any]) -> tuple[torch.Tensor | None, dict[str, Any]]:
         key = sample["__key__"]
         source = f"{url}#{key}"
         ext = next((k for k in WDS_IMAGE_KEYS if k in sample), None)
         if ext is None:
             return None, {"task": t, "source": source, "reason": f"no image ({'/'.join(WDS_IMAGE_KEYS)}) in sample"}
         try:
-            with Image.open(io.BytesIO(sample[ext])) as img:
-                img.load()
-                img = to_rgb(img)
+            img = open_image_bytes(sample[ext], self.max_pixels)
         except Exception as e:
             return None, {"task": t, "source": source, "reason": f"cannot read image {key}.{ext}: {e}"}
-        record: dict[str, Any] = {"task": t, "key": output_key(key), "source": source, "size": list(img.size)}
+        record: dict[str, Any] = {"task": t, "key": sample_key(t, j, key), "source": source,
+                                  "size": list(img.size)}
         for k in ("cls", "label"):
             if k in sample:
                 try:
@@ -211,4 +244,4 @@ class InputStream(IterableDataset):
         return pil_to_tensor(resize_crop(img, self.image_size))  # (3, S, S) in [-1, 1]
 
 
-__all__ = ["IMAGE_EXTENSIONS", "InputPlan", "InputStream", "Task", "output_key", "plan_inputs"]
+__all__ = ["IMAGE_EXTENSIONS", "InputPlan", "InputStream", "Task", "plan_inputs", "sample_key", "tar_samples"]

@@ -13,7 +13,8 @@ A task is *done* only once its shards have been renamed from `*.tar.partial` to 
 that lists them has been atomically replaced (write a temporary file, fsync, `os.replace`). A single
 process writes `manifest.json` itself after every task; in a distributed job each rank writes
 `manifest.rank{r:03d}.json` and rank 0 merges them into `manifest.json` at the end. A rerun reads all of
-them, refuses a different job (other inputs, model, K or shard size), and redoes only unfinished tasks.
+them, refuses a different job (other inputs, model, K or shard size), verifies every shard of the done
+tasks (size, sha256, sample count) and redoes the unfinished tasks and those whose shards are damaged.
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ class Manifest:
 
     def done(self, task: int) -> bool:
         return task in self.tasks
+
+    def forget(self, task: int) -> None:
+        """Mark a done task as not done (its shards are damaged or missing): the run redoes it."""
+        self.tasks.pop(task, None)
+        self.own.discard(task)
 
     def adopt(self, tasks: list[int]) -> None:
         """Carry these already-done tasks in this rank's file (so that rewriting it never forgets them)."""

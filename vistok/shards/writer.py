@@ -14,6 +14,8 @@ import hashlib
 import io
 import json
 import logging
+import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -25,8 +27,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from vistok.data.images import MAX_PIXELS
 from vistok.shards.inputs import InputPlan, InputStream, plan_inputs
 from vistok.shards.manifest import Manifest, sha256_file
+from vistok.shards.verify import verify_shard
 
 log = logging.getLogger("vistok.shards")
 TAR_MTIME = 946684800.0  # fixed member times: the same samples give byte-identical shards
@@ -47,6 +51,7 @@ class EncodeSummary:
     complete: bool
     encoded_now: int  # by this run (and this rank)
     seconds: float
+    repaired: int = 0  # done tasks whose shards were missing or damaged, re-encoded by this run (and rank)
 
     @property
     def images_per_s(self) -> float:
@@ -54,6 +59,8 @@ class EncodeSummary:
 
     def line(self) -> str:
         state = "" if self.complete else " (incomplete: rerun the same command to finish)"
+        if self.repaired:
+            state += f"; {self.repaired} tasks with missing or damaged shards were re-encoded"
         return (f"{self.inputs} inputs: {self.encoded} encoded, {self.skipped} skipped, {self.tokens} tokens, "
                 f"{self.bytes} bytes in {self.shards} shards; {self.encoded_now} encoded in this run at "
                 f"{self.images_per_s:.1f} images/s{state}")
@@ -154,23 +161,22 @@ def encode_to_shards(
     device: str | None = None,
     strict: bool = False,
     progress: bool = True,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> EncodeSummary:
     """Encode an image folder or webdataset shards into token shards under `output` (resumable).
 
     `model` is a Tokenizer, an export directory or a .ckpt. Every check on the model and the settings runs
-    before any input is read or any file written.
+    before any input is read or any file written. A rerun verifies the shards of every finished task and
+    re-encodes the tasks whose shards are missing or damaged.
     """
+    check_settings(num_tokens, target_psnr, batch_size, shard_size, workers, device, max_pixels)
     tok, model_path = _load_model(model, device)
-    if num_tokens is not None and target_psnr is not None:
-        raise ValueError("give either num_tokens or target_psnr, not both")
     if target_psnr is not None and not hasattr(tok, "encode_adaptive"):
         raise ValueError("--target-psnr needs Tokenizer.encode_adaptive, which this vistok version does not have; "
                          "use --num-tokens")
     if num_tokens is not None and not 1 <= num_tokens <= tok.max_tokens:
         raise ValueError(f"--num-tokens {num_tokens} does not fit the model {model_path or type(tok).__name__}: "
                          f"it has 1..{tok.max_tokens} tokens")
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
     k = tok.max_tokens if num_tokens is None and target_psnr is None else num_tokens
     plan = plan_inputs(inputs, shard_size)
 
@@ -181,6 +187,14 @@ def encode_to_shards(
     manifest = Manifest(output, tokenizer_info(tok, model_path), job, rank, world)
     block = _block(len(plan.tasks), rank, world)
     manifest.adopt(block)
+    repaired = 0
+    for t in block:  # a listed shard that is missing, cut or altered: redo its task
+        if manifest.done(t):
+            problems = [p for s in manifest.tasks[t]["shards"] for p in verify_shard(output / s["name"], s)]
+            if problems:
+                log.warning("re-encoding task %d: %s", t, "; ".join(problems))
+                manifest.forget(t)
+                repaired += 1
     pending = [t for t in block if not manifest.done(t)]
     for t in pending:  # leftovers of a killed run: partial or renamed-but-uncommitted shards
         for f in output.glob(f"tokens-{t:06d}-*"):
@@ -188,7 +202,7 @@ def encode_to_shards(
 
     start = time.perf_counter()
     encoded_now = _run(tok, plan, pending, output, manifest, k, target_psnr, batch_size, shard_size, workers,
-                       strict, progress and rank == 0)
+                       strict, progress and rank == 0, max_pixels)
     seconds = time.perf_counter() - start
 
     if world > 1:
@@ -201,8 +215,36 @@ def encode_to_shards(
         dist.barrier()
     tot = doc["totals"]
     summary = EncodeSummary(tot["inputs"], tot["encoded"], tot["skipped"], tot["tokens"], tot["bytes"],
-                            tot["shards"], bool(doc["complete"]), encoded_now, seconds)
+                            tot["shards"], bool(doc["complete"]), encoded_now, seconds, repaired)
     return summary
+
+
+def check_settings(num_tokens: Any, target_psnr: Any, batch_size: Any, shard_size: Any, workers: Any,
+                   device: Any = None, max_pixels: Any = None) -> None:
+    """Every encode setting that can be checked without the model, before any work (ValueError)."""
+    def integer(name: str, value: Any, low: int, none_ok: bool = False) -> None:
+        if value is None and none_ok:
+            return
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    integer("--num-tokens", num_tokens, 1, none_ok=True)
+    if target_psnr is not None and (isinstance(target_psnr, bool) or not isinstance(target_psnr, numbers.Real)
+                                    or not math.isfinite(target_psnr) or target_psnr <= 0):
+        raise ValueError(f"--target-psnr must be a finite number of dB > 0, got {target_psnr!r}")
+    if num_tokens is not None and target_psnr is not None:
+        raise ValueError("give either num_tokens or target_psnr, not both")
+    integer("--batch-size", batch_size, 1)
+    integer("--shard-size", shard_size, 1)
+    integer("--workers", workers, 0)
+    integer("--max-pixels", max_pixels, 1, none_ok=True)
+    if device is not None:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"--device {device!r} is not a device ({e})") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
 
 
 def _block(num_tasks: int, rank: int, world: int) -> list[int]:
@@ -211,17 +253,18 @@ def _block(num_tasks: int, rank: int, world: int) -> list[int]:
 
 def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: Manifest, k: int | None,
          target_psnr: float | None, batch_size: int, shard_size: int, workers: int, strict: bool,
-         show: bool) -> int:
+         show: bool, max_pixels: int | None = MAX_PIXELS) -> int:
     from tqdm import tqdm
 
     if not pending:
         return 0
     dtype = np.dtype(np.uint16 if tok.codebook_size <= 65536 else np.int32)
-    stream = InputStream(plan, pending, tok.image_size, batch_size)
+    stream = InputStream(plan, pending, tok.image_size, batch_size, max_pixels)
     workers = min(workers, len(pending))
     loader = DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
                         pin_memory=tok.device.type == "cuda")
-    total = None if plan.num_inputs is None else sum(len(plan.tasks[t].items) for t in pending)
+    total = None if plan.num_inputs is None else sum(len(plan.tasks[t].items) + len(plan.tasks[t].skipped)
+                                                     for t in pending)
     bar = tqdm(total=total, unit="img", desc="encode", disable=not show, dynamic_ncols=True)
     open_tasks: dict[int, _TaskWriter] = {}
     encoded = 0
