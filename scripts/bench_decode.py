@@ -133,7 +133,7 @@ def steps_guidance(text: str) -> tuple[int, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--variant", default="rf-demo", help="RF model to time when --rf is not given")
     p.add_argument("--pixel-variant", default="titok-demo", help="pixel decoder timed for reference")
     p.add_argument("--rf", default=None, help="trained RF export (speed and quality)")

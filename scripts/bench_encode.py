@@ -41,7 +41,7 @@ def write_jpegs(root: Path, n: int, size: int) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--model", default=None, help="export directory or .ckpt (default: --variant)")
     p.add_argument("--variant", default="titok-demo")
     p.add_argument("--images", type=int, default=512)

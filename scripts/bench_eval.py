@@ -59,7 +59,8 @@ def eval_wall_time(images: int, tokens: list[int], model: str | None, device: st
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--images", type=int, default=16, help="images for the eval timing (the issue: 1000)")
     p.add_argument("--tokens", default="1,8,32", help="three token counts")
     p.add_argument("--model", default=None, help="export dir or .ckpt (default: random titok-demo)")

@@ -115,7 +115,8 @@ def bench_model(name: str, batches: list[int], dtypes: list[str], matmul: dict[s
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--models", default="titok-demo,titok-s-128")
     p.add_argument("--batches", default="1,32")
     p.add_argument("--dtypes", default="fp32,bf16")

@@ -24,7 +24,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--images", type=int, default=256, help="held-out crops to measure")

@@ -62,7 +62,7 @@ def batches(loader: DataLoader):
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--shards", required=True, help="shard directory (with manifest.json) or webdataset urls")
     p.add_argument("--vocab-size", type=int, default=None, help="tokens.json vocab_size (codebook + specials)")
     p.add_argument("--bos-id", type=int, default=None)

@@ -74,11 +74,24 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers, self.strict = num_workers, strict
         self.train_length, self.val_length = train_length, val_length
         self.max_pixels = max_pixels
+        self._train_ds = None
 
-    def _loader(self, source: str, train: bool) -> DataLoader:
+    def setup(self, stage: str) -> None:
+        # The training source is listed and probed here, before the sanity check and any training step.
+        if stage == "fit" and self._train_ds is None:
+            self._train_ds = self._dataset(self.train, True)
+
+    def _dataset(self, source: str, train: bool):
         ds = build_dataset(source, self.image_size, train, self.strict,
                            self.train_length if train else self.val_length, max_pixels=self.max_pixels)
         check_readable(ds, source, self.image_size, self.max_pixels)
+        return ds
+
+    def _loader(self, source: str, train: bool) -> DataLoader:
+        if train and self._train_ds is not None:
+            ds = self._train_ds
+        else:
+            ds = self._dataset(source, train)
         iterable = not hasattr(ds, "__len__")
         return DataLoader(
             ds,

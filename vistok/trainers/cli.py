@@ -23,5 +23,5 @@ def cli_main(args: list[str] | None = None) -> VistokCLI:
         args=args,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"default_root_dir": "runs"},
-        parser_kwargs={"default_env": False},
+        parser_kwargs={"default_env": False, "allow_abbrev": False},
     )
