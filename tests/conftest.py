@@ -7,10 +7,14 @@ import torch  # noqa: E402
 
 from vistok.data.sample import SamplePhotoCrops  # noqa: E402
 
+# Tests that assert a learned quality take their seed from here; each was checked with VISTOK_TEST_SEED=0..4,
+# since numerics (AVX2 vs AVX-512, bf16 or not) differ between the machines that run them.
+SEED = int(os.environ.get("VISTOK_TEST_SEED", "0"))
+
 
 @pytest.fixture(autouse=True)
 def _seed():
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
 
 
 def photo_batch(n: int = 8, size: int = 32, split: str = "val", seed: int = 0) -> torch.Tensor:

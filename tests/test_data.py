@@ -79,29 +79,47 @@ def test_sample_photos_hold_out_validation_and_are_real_images():
     assert torch.equal(a, b)  # validation crops are fixed
     assert a.min() >= -1 and a.max() <= 1 and a.std() > 0.01
     train = SamplePhotoCrops("train", 32, 16)
+    photos = SamplePhotoCrops("photos", 32, 16)
     assert set(val.names) == {"coffee.png", "rocket.jpg"} and not set(val.names) & set(train.names)
-    assert len(train.names) >= 10
+    assert set(photos.names) == {"coffee.png", "rocket.jpg", "grace_hopper.jpg"}
+    assert not set(photos.names) & set(train.names) and len(train.names) >= 10
+    assert torch.equal(photos[5]["image"], photos[5]["image"])
+
+
+def test_training_crops_range_from_patches_to_whole_photos_and_favour_colour():
+    """Random-resized crops: some are native-resolution patches (sharp, little of the scene), some whole
+    photos (a small one resized from the full picture); colour photos are drawn 3x as often."""
+    import random
+
+    from PIL import Image
+
+    from vistok.data.sample import COLOUR_PHOTOS, random_resized_crop
+
+    rng = random.Random(0)
+    img = Image.new("RGB", (400, 300))
+    boxes = []
+    original = Image.Image.resize
+
+    def spy(self, size, resample=None, box=None, reducing_gap=None):
+        boxes.append(box)
+        return original(self, size, resample, box, reducing_gap)
+
+    Image.Image.resize = spy
+    try:
+        for _ in range(400):
+            random_resized_crop(img, 32, rng, (0.005, 1.0))
+    finally:
+        Image.Image.resize = original
+    areas = [(b[2] - b[0]) * (b[3] - b[1]) / (400 * 300) for b in boxes]
+    assert min(areas) < 0.02 and max(areas) > 0.9
+    train = SamplePhotoCrops("train", 32, 16)
+    share = sum(w for n, w in zip(train.names, train.weights) if n in COLOUR_PHOTOS) / sum(train.weights)
+    assert share > 0.6  # 7 colour photos x 3 against 8 grayscale ones
 
 
 def test_datamodule_refuses_a_missing_source_before_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="data.train"):
         ImageDataModule(train=str(tmp_path / "missing"))
-
-
-def test_channel_permutation_shuffles_colour_channels_of_the_same_crop():
-    plain = SamplePhotoCrops("train", 32, 64)
-    shuffled = SamplePhotoCrops("train", 32, 64, permute_channels=True)
-    changed = 0
-    for i in range(64):
-        torch.manual_seed(i)
-        a = plain[i]["image"]
-        torch.manual_seed(i)
-        b = shuffled[i]["image"]
-        # Same crop, channels in some order: each channel of b is one of a's channels.
-        assert all(any(torch.equal(b[c], a[d]) for d in range(3)) for c in range(3))
-        changed += not torch.equal(a, b)
-    assert changed > 20  # 5 of 6 permutations change a colour crop
-    assert plain.permute_channels is False
 
 
 def test_listing_reports_every_entry_it_does_not_read_and_follows_directory_symlinks_once(tmp_path, monkeypatch,

@@ -9,27 +9,29 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import photo_batch
+from tests.conftest import SEED, photo_batch
 from vistok.tokenizers import build_tokenizer
 from vistok.tokenizers.adaptive import per_image_psnr
 from vistok.tokenizers.dropout import NestedDropout, TailDrop, pow2_lengths, sample_lengths
+from vistok.tokenizers.pca_init import pca_init
 from vistok.trainers.losses import reconstruction_loss
 
-TRAIN = photo_batch(16, split="train", seed=0)
+TRAIN = photo_batch(16, split="train", seed=SEED)
 
 
 @pytest.fixture(scope="module")
 def trained():
-    """A tiny nested-dropout tokenizer fitted to 16 real crops (~20 s on 2 cores): enough to order tokens."""
-    torch.manual_seed(0)
-    tok = build_tokenizer("titok-tiny", num_tokens=16, dropout="nested")
+    """The demo recipe at test size (~10 s on 2 cores): a tiny nested-dropout tokenizer whose linear paths are
+    PCA-initialised on 512 training crops, then 150 steps on 16 of them. The ordering it must keep is large:
+    one token carries 4 principal components, sixteen carry 64."""
+    torch.manual_seed(SEED)
+    tok = build_tokenizer("titok-tiny", num_tokens=16, dropout="nested", linear_path=True)
     tok.token_dropout.full_prob = 0.25
+    pca_init(tok, photo_batch(512, split="train", seed=SEED + 100))
     x = TRAIN
-    opt = torch.optim.AdamW(tok.parameters(), lr=3e-3)
-    steps, warm = 300, 60
+    opt = torch.optim.AdamW(tok.parameters(), lr=1e-3)
     tok.train()
-    for step in range(steps):
-        tok.quantizer.rounding = tok.token_dropout.enabled = step >= warm  # the QuantizerWarmup recipe
+    for _ in range(150):
         loss = reconstruction_loss(tok(x).recon, x)
         opt.zero_grad()
         loss.backward()
@@ -43,7 +45,7 @@ def test_reconstruction_error_falls_with_the_number_of_tokens(trained):
     mse = [float((trained.decode(ids[:, :k]) - x).pow(2).mean()) for k in pow2_lengths(trained.max_tokens)]
     for shorter, longer in zip(mse, mse[1:]):
         assert longer <= shorter * 1.02, mse  # non-increasing within 2%
-    assert mse[-1] < 0.8 * mse[0], mse
+    assert mse[-1] < 0.5 * mse[0], mse
 
 
 def test_adaptive_encoding_meets_its_target_wherever_the_full_length_does(trained):

@@ -24,13 +24,14 @@ def test_every_variant_runs_forward_backward_and_every_parameter_gets_a_gradient
         tok.token_dropout.full_prob = 0.0
         torch.manual_seed(3)  # a draw with some K < N, so the dropped-token embedding is used
     generative = hasattr(tok.decoder, "training_loss")
-    if generative:
-        # adaLN-zero gates and DiT's zero final layer block every gradient upstream at step 0: give the
-        # zero-initialised weights small values so that the check sees every path; drop the condition often
-        # enough that the null condition is used in this batch.
-        for p in tok.decoder.parameters():
+    if generative or getattr(tok.encoder, "linear_path", None) is not None:
+        # adaLN-zero gates, DiT's zero final layer and the zero last layers beside a linear path block every
+        # gradient upstream at step 0: give the zero-initialised weights small values so that the check sees
+        # every path.
+        for p in tok.parameters():
             if p.ndim > 1 and not p.abs().sum():
                 torch.nn.init.normal_(p, std=0.02)
+    if generative:  # drop the condition often enough that the null condition is used in this batch
         tok.decoder.objective.cond_drop_prob = 0.5
     out = tok(x)
     if generative:

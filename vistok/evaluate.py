@@ -31,7 +31,8 @@ from vistok.metrics.pixel import LPIPS_SKIPPED, PixelMetrics, load_lpips
 from vistok.metrics.report import plot_rate_distortion, save_image_grid
 from vistok.tokenizers.dropout import pow2_lengths
 
-CSV_COLUMNS = ("method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips", "codebook_usage",
+CSV_COLUMNS = ("method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips", "colour_error",
+               "codebook_usage",
                "perplexity", "dead_codes")
 BYTES_RULE = ("tokenizer: K * ceil(log2(codebook_size)) / 8 bytes per image (fixed-length code, no entropy "
               "coding); jpeg/webp: mean size of the Pillow-encoded files")
@@ -206,10 +207,12 @@ def summary_table(result: dict[str, Any]) -> str:
     def fmt(x: Any, spec: str) -> str:
         return "-" if x is None else format(x, spec)
 
-    lines = [f"{'method':<10}{'K/q':>5}{'bytes':>9}{'bpp':>8}{'rFID':>9}{'PSNR':>8}{'SSIM':>7}{'usage':>7}"]
+    lines = [f"{'method':<10}{'K/q':>5}{'bytes':>9}{'bpp':>8}{'rFID':>9}{'PSNR':>8}{'SSIM':>7}{'colour':>8}"
+             f"{'usage':>7}"]
     for r in result["rows"]:
         kq = r["tokens"] if r["method"] == "tokenizer" else r["quality"]
         lines.append(f"{r['method']:<10}{kq:>5}{fmt(r['bytes'], '.1f'):>9}{fmt(r['bpp'], '.3f'):>8}"
                      f"{fmt(r['rfid'], '.2f'):>9}{fmt(r['psnr'], '.2f'):>8}{fmt(r['ssim'], '.3f'):>7}"
+                     f"{fmt(r.get('colour_error'), '.2f'):>8}"
                      f"{fmt(r.get('codebook_usage'), '.3f'):>7}")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """`ImageDataModule`: one Lightning data module for the bundled photos, image folders and webdataset shards.
 
-A source is "sample" (random crops of scikit-image's bundled photos), a folder of images, or webdataset
-URLs (brace patterns allowed, e.g. "/data/train-{000000..000999}.tar"). Sources are checked when the module
-is built, so a wrong path fails before any training starts.
+A source is "sample" (random-resized crops of scikit-image's bundled photos for training, native-resolution
+patches of the held-out photos for validation), "sample-photos" (the held-out photos resized whole), a folder
+of images, or webdataset URLs (brace patterns allowed, e.g. "/data/train-{000000..000999}.tar"). Sources are
+checked when the module is built, so a wrong path fails before any training starts.
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ from vistok.data.folder import (
 from vistok.data.images import MAX_PIXELS
 from vistok.data.sample import SamplePhotoCrops
 
+SAMPLE_SOURCES = ("sample", "sample-photos")
+
 
 def build_dataset(source: str, size: int, train: bool, strict: bool = False, length: int = 10_000,
                   seed: int = 0, max_pixels: int | None = MAX_PIXELS):
-    if source == "sample":
-        return SamplePhotoCrops("train" if train else "val", size, length, seed)
+    if source in SAMPLE_SOURCES:
+        split = "train" if train else "photos" if source == "sample-photos" else "val"
+        return SamplePhotoCrops(split, size, length, seed)
     if is_webdataset(source):
         return webdataset_images(source, size, train=train, strict=strict, max_pixels=max_pixels)
     if Path(source).is_dir():
         return ImageFolderDataset(source, size, train=train, strict=strict, max_pixels=max_pixels)
-    raise FileNotFoundError(f"data source {source!r} is neither 'sample', an image folder, nor webdataset URLs")
+    raise FileNotFoundError(f"data source {source!r} is neither 'sample', 'sample-photos', an image folder, nor "
+                            "webdataset URLs")
 
 
 def check_readable(ds, source: str, size: int, max_pixels: int | None = MAX_PIXELS) -> None:
@@ -66,9 +71,9 @@ class ImageDataModule(pl.LightningDataModule):
             if value is not None and value < low:
                 raise ValueError(f"data.{name} must be >= {low}, got {value}")
         for name, src in (("train", train), ("val", val)):
-            if src and src != "sample" and not is_webdataset(src) and not Path(src).is_dir():
-                raise FileNotFoundError(f"data.{name}: {src!r} is neither 'sample', an image folder, nor "
-                                        "webdataset URLs")
+            if src and src not in SAMPLE_SOURCES and not is_webdataset(src) and not Path(src).is_dir():
+                raise FileNotFoundError(f"data.{name}: {src!r} is neither 'sample', 'sample-photos', an image "
+                                        "folder, nor webdataset URLs")
         self.train, self.val, self.image_size = train, val, image_size
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.num_workers, self.strict = num_workers, strict

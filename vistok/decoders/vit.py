@@ -7,7 +7,9 @@ mapped to pixels. Departures: tokens shorter than N are handled in one of two wa
   variable-length batch are masked out of attention;
 - `token_fill="mask"` (FlexTok): positions K..N-1 are replaced by a learned "dropped token" so the decoder
   always sees N positions, exactly as in nested-dropout training.
-Optional conv upsampling head (`head="conv"`) for tiny images.
+Optional conv upsampling head (`head="conv"`) for tiny images. Optional linear path (`linear_path=True`, small
+images only): a linear map of all token channels is added to the pixels and the head's last layer starts at
+zero, so a PCA initialisation (`vistok.tokenizers.pca_init`) is the starting point (`vistok.nn.linear_path`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from vistok.configurable import configurable
 from vistok.nn.attention import key_padding_mask
 from vistok.nn.blocks import Transformer
+from vistok.nn.linear_path import LinearDecoderPath
 from vistok.nn.patch import build_head
 
 
@@ -38,6 +41,7 @@ class ViTPixelDecoder(nn.Module):
         token_fill: str = "truncate",
         qk_norm: bool = False,
         head_channels: list[int] | None = None,
+        linear_path: bool = False,
     ) -> None:
         super().__init__()
         if token_fill not in ("truncate", "mask"):
@@ -55,6 +59,11 @@ class ViTPixelDecoder(nn.Module):
         self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm)
         self.norm_post = nn.LayerNorm(width)
         self.head = build_head(head, patch_size, out_channels, width, grid, head_channels)
+        self.linear_path = LinearDecoderPath(out_channels, image_size, num_tokens, token_dim) if linear_path else None
+        if linear_path:  # the transformer starts as a zero residual on the linear (PCA) reconstruction
+            last = [m for m in self.head.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, codes: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """codes (B, K, d), 1 <= K <= N; valid (B, K) bool, False where a token is dropped or padding.
@@ -80,7 +89,10 @@ class ViTPixelDecoder(nn.Module):
                 mask = key_padding_mask(valid, prefix=self.num_patches)
         queries = (self.mask_token + self.patch_pos).expand(b, -1, -1).to(tokens.dtype)  # (B, L, D)
         h = self.transformer(self.norm_pre(torch.cat([queries, tokens], dim=1)), mask)
-        return self.head(self.norm_post(h[:, : self.num_patches]))  # (B, C, H, W)
+        out = self.head(self.norm_post(h[:, : self.num_patches]))  # (B, C, H, W)
+        if self.linear_path is not None:
+            out = out + self.linear_path(codes, valid)
+        return out
 
     def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, **sampling) -> torch.Tensor:
         """Inference entry point shared by all decoders; a pixel decoder ignores sampler arguments."""

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from vistok.data.images import pil_to_tensor, tensor_to_uint8
-from vistok.metrics.pixel import RunningMean, psnr_ssim
+from vistok.metrics.pixel import RunningMean, colour_error, psnr_ssim
 
 CODECS: dict[str, dict] = {"jpeg": {"format": "JPEG"}, "webp": {"format": "WEBP", "method": 6}}
 QUALITIES: dict[str, tuple[int, ...]] = {
@@ -53,6 +53,7 @@ class CodecSweep:
         self.bytes = {q: 0 for q in self.qualities}
         self.psnr = {q: RunningMean() for q in self.qualities}
         self.ssim = {q: RunningMean() for q in self.qualities}
+        self.colour = {q: RunningMean() for q in self.qualities}
         self.count, self.pixels, self.keep = 0, 0, keep
         self.kept: dict[int, list[torch.Tensor]] = {q: [] for q in self.qualities}  # first `keep` decodes
 
@@ -66,6 +67,7 @@ class CodecSweep:
             psnr, ssim = psnr_ssim(images.cpu(), decoded)
             self.psnr[q].update(psnr)
             self.ssim[q].update(ssim)
+            self.colour[q].update(colour_error(images.cpu(), decoded))
             room = self.keep - sum(x.shape[0] for x in self.kept[q])
             if room > 0:
                 self.kept[q].append(decoded[:room])
@@ -79,5 +81,5 @@ class CodecSweep:
             mean_bytes = self.bytes[q] / max(self.count, 1)
             out.append({"method": self.codec, "quality": q, "bytes": mean_bytes, "total_bytes": self.bytes[q],
                         "bpp": 8 * mean_bytes / max(self.pixels, 1), "psnr": self.psnr[q].compute(),
-                        "ssim": self.ssim[q].compute()})
+                        "ssim": self.ssim[q].compute(), "colour_error": self.colour[q].compute()})
         return out

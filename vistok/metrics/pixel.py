@@ -41,6 +41,13 @@ def psnr_ssim(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, tor
     return psnr.clamp(max=100.0), ssim  # identical images: PSNR is capped at 100 dB instead of inf
 
 
+def colour_error(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """(B,) mean absolute difference of each image's mean R, G and B, in 8-bit levels (0..255): a
+    reconstruction that turns a green or blue picture grey scores tens of levels, a faithful one a few."""
+    x, y = quantize01(real) * 255, quantize01(fake.to(real.device)) * 255
+    return (x.mean((2, 3)) - y.mean((2, 3))).abs().mean(1)
+
+
 class RunningMean:
     def __init__(self) -> None:
         self.total, self.count = 0.0, 0
@@ -64,16 +71,18 @@ def load_lpips(path: str | Path | None, device: str | torch.device = "cpu") -> t
 
 
 class PixelMetrics:
-    """Running means of PSNR, SSIM and (when a network is given) LPIPS."""
+    """Running means of PSNR, SSIM, colour error (`colour_error`) and (when a network is given) LPIPS."""
 
     def __init__(self, lpips: torch.jit.ScriptModule | None = None) -> None:
         self.lpips_net = lpips
         self.psnr, self.ssim, self.lpips = RunningMean(), RunningMean(), RunningMean()
+        self.colour = RunningMean()
 
     def update(self, real: torch.Tensor, fake: torch.Tensor) -> None:
         psnr, ssim = psnr_ssim(real, fake)
         self.psnr.update(psnr)
         self.ssim.update(ssim)
+        self.colour.update(colour_error(real, fake))
         if self.lpips_net is not None:
             dev = next(iter(self.lpips_net.parameters()), real).device
             with torch.inference_mode():
@@ -81,4 +90,5 @@ class PixelMetrics:
             self.lpips.update(d.reshape(real.shape[0], -1).mean(1))
 
     def compute(self) -> dict[str, float | None]:
-        return {"psnr": self.psnr.compute(), "ssim": self.ssim.compute(), "lpips": self.lpips.compute()}
+        return {"psnr": self.psnr.compute(), "ssim": self.ssim.compute(), "lpips": self.lpips.compute(),
+                "colour_error": self.colour.compute()}

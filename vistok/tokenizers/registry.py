@@ -50,14 +50,16 @@ def _vit_pair(
     token_fill: str = "truncate",
     causal_tokens: bool = False,
     decoder_depth: int | None = None,
+    linear_path: bool = False,
 ) -> tuple[TiTokEncoder, ViTPixelDecoder]:
     enc = TiTokEncoder(
         image_size=image_size, patch_size=patch_size, width=width, depth=depth, num_heads=num_heads,
-        num_tokens=num_tokens, token_dim=token_dim, stem=stem, causal_tokens=causal_tokens,
+        num_tokens=num_tokens, token_dim=token_dim, stem=stem, causal_tokens=causal_tokens, linear_path=linear_path,
     )
     dec = ViTPixelDecoder(
         image_size=image_size, patch_size=patch_size, width=width, depth=decoder_depth or depth,
         num_heads=num_heads, num_tokens=num_tokens, token_dim=token_dim, head=stem, token_fill=token_fill,
+        linear_path=linear_path,
     )
     return enc, dec
 
@@ -85,29 +87,26 @@ def titok_l_32(**kw: Any) -> Tokenizer:
 
 
 @register("titok-tiny")
-def titok_tiny(num_tokens: int = 8, dropout: str | None = None) -> Tokenizer:
-    """32 px, patch 8, width 64, 2+2 layers, FSQ 1000 codes: a few hundred thousand parameters, for tests."""
+def titok_tiny(num_tokens: int = 8, dropout: str | None = None, linear_path: bool = False) -> Tokenizer:
+    """32 px, patch 8, width 64, 2+2 layers, FSQ 1000 codes: a few hundred thousand parameters, for tests.
+    `linear_path` adds the PCA-initialisable linear paths of the demo recipe (then FSQ has no input norm: the
+    PCA initialisation sets the scale of z itself)."""
     fill = "mask" if dropout == "nested" else "truncate"
-    enc, dec = _vit_pair(32, 8, 64, 2, 2, num_tokens, 4, token_fill=fill)
+    enc, dec = _vit_pair(32, 8, 64, 2, 2, num_tokens, 4, token_fill=fill, linear_path=linear_path)
     drop = {None: None, "nested": NestedDropout(num_tokens, "pow2"), "tail": TailDrop(num_tokens)}[dropout]
-    return Tokenizer(enc, FSQQuantizer([8, 5, 5, 5], input_norm=True), dec, drop)
+    return Tokenizer(enc, FSQQuantizer([8, 5, 5, 5], input_norm=not linear_path), dec, drop)
 
 
 @register("titok-demo")
-def titok_demo(num_tokens: int = 32, levels: tuple[int, ...] = (8, 8, 8, 5, 5)) -> Tokenizer:
+def titok_demo(num_tokens: int = 64, levels: tuple[int, ...] = (16, 16, 16, 16)) -> Tokenizer:
     """The `make demo` model (configs/demo.yaml): 32 px, narrow conv stem/head around a 4x4 grid, width 128,
-    2+2 layers, 2 heads, FSQ, nested dropout."""
+    2+2 layers, 2 heads, linear paths for a PCA initialisation, 64 tokens of FSQ [16,16,16,16], nested dropout."""
     d = len(levels)
     enc = TiTokEncoder(image_size=32, patch_size=8, width=128, depth=2, num_heads=2, num_tokens=num_tokens,
-                       token_dim=d, stem="conv", stem_channels=[16, 32, 64])
+                       token_dim=d, stem="conv", stem_channels=[16, 32, 64], linear_path=True)
     dec = ViTPixelDecoder(image_size=32, patch_size=8, width=128, depth=2, num_heads=2, num_tokens=num_tokens,
-                          token_dim=d, head="conv", token_fill="mask", head_channels=[64, 32, 16])
-    return Tokenizer(
-        enc,
-        FSQQuantizer(list(levels), input_norm=True),
-        dec,
-        NestedDropout(num_tokens, "pow2", full_prob=0.25),
-    )
+                          token_dim=d, head="conv", token_fill="mask", head_channels=[64, 32, 16], linear_path=True)
+    return Tokenizer(enc, FSQQuantizer(list(levels)), dec, NestedDropout(num_tokens, "pow2", full_prob=0.25))
 
 
 def _flextok(image_size: int, patch_size: int, width: int, depth: int, heads: int, num_tokens: int,

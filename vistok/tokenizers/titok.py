@@ -6,6 +6,9 @@ the N latent outputs are normed and projected to the token dimension. Departures
 - the projection is a per-token linear map on (B, N, D); TiTok's legacy reshape of the (B, D, N) output
   without a permute (which mixes channels across token positions) is not reproduced;
 - optional hybrid conv stem (`stem="conv"`) for tiny images;
+- optional linear path (`linear_path=True`, small images only): a linear map of the whole image is added to
+  the token outputs and the output projection starts at zero, so a PCA initialisation
+  (`vistok.tokenizers.pca_init`) is the starting point (see `vistok.nn.linear_path`);
 - optional causal token attention (`causal_tokens=True`, FlexTok's register encoder): latent token i attends
   to every patch and to tokens <= i, and patches do not attend to tokens, so token i never depends on the
   tokens after it.
@@ -18,6 +21,7 @@ from torch import nn
 
 from vistok.configurable import configurable
 from vistok.nn.blocks import Transformer
+from vistok.nn.linear_path import LinearEncoderPath
 from vistok.nn.patch import build_stem
 
 
@@ -48,6 +52,7 @@ class TiTokEncoder(nn.Module):
         qk_norm: bool = False,
         causal_tokens: bool = False,
         stem_channels: list[int] | None = None,
+        linear_path: bool = False,
     ) -> None:
         super().__init__()
         if image_size % patch_size:
@@ -65,6 +70,10 @@ class TiTokEncoder(nn.Module):
         self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm)
         self.norm_post = nn.LayerNorm(width)
         self.proj = nn.Linear(width, token_dim)
+        self.linear_path = LinearEncoderPath(in_channels, image_size, num_tokens, token_dim) if linear_path else None
+        if linear_path:  # the transformer starts as a zero residual on the linear (PCA) tokens
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
         if causal_tokens:
             self.register_buffer("attn_mask", self._register_mask(), persistent=False)
         else:
@@ -84,4 +93,5 @@ class TiTokEncoder(nn.Module):
         patches = self.stem(x) + self.patch_pos  # (B, L, D)
         latents = (self.latent_tokens + self.latent_pos).expand(b, -1, -1)  # (B, N, D)
         h = self.transformer(self.norm_pre(torch.cat([patches, latents], dim=1)), self.attn_mask)
-        return self.proj(self.norm_post(h[:, -self.num_tokens :]))  # (B, N, token_dim)
+        z = self.proj(self.norm_post(h[:, -self.num_tokens :]))  # (B, N, token_dim)
+        return z if self.linear_path is None else z + self.linear_path(x)

@@ -91,3 +91,30 @@ class CodebookUsage(pl.Callback):
         perplexity = torch.exp(-(p * p.clamp(min=1e-12).log()).sum())
         pl_module.log("val/codebook_usage", (counts > 0).float().mean(), sync_dist=False)
         pl_module.log("val/codebook_perplexity", perplexity, sync_dist=False)
+
+
+class PCAInit(pl.Callback):
+    """Before training, fit the tokenizer's linear paths to a PCA of `num_images` training images
+    (`vistok.tokenizers.pca_init`). It runs in `setup`: before the EMA callback copies the weights (list it
+    first), before DDP broadcasts rank 0's weights to the other ranks, and before a checkpoint is restored,
+    so a resumed run ends up with its checkpoint's weights, not a new initialisation."""
+
+    def __init__(self, num_images: int = 4096, alpha: float = 0.5) -> None:
+        self.num_images, self.alpha = num_images, alpha
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        from vistok.tokenizers.pca_init import pca_init
+
+        loader = trainer.datamodule.train_dataloader()
+        images, n = [], 0
+        for batch in loader:
+            images.append(batch["image"])
+            n += batch["image"].shape[0]
+            if n >= self.num_images:
+                break
+        stats = pca_init(pl_module.tokenizer, torch.cat(images)[: self.num_images], self.alpha)
+        if trainer.is_global_zero:
+            print(f"PCA initialisation on {int(stats['images'])} training images: the linear paths keep "
+                  f"{100 * stats['explained_variance']:.1f}% of the variance")

@@ -32,8 +32,10 @@ class TokenizerSystem(pl.LightningModule):
         l1_weight: float = 0.0,
         l2_weight: float = 1.0,
         quantizer_weight: float = 1.0,
+        lr_scales: dict[str, float] | None = None,
     ) -> None:
-        """`warmup` is a fraction of the run when < 1, else a number of steps."""
+        """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
+        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes)."""
         super().__init__()
         self.tokenizer = tokenizer
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -87,16 +89,19 @@ class TokenizerSystem(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        decay, no_decay = [], []
+        scales = dict(hp.lr_scales or {})
+        groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
         for name, p in self.tokenizer.named_parameters():
+            scale = next((v for k, v in scales.items() if k in name), 1.0)
+            if scale == 0:
+                p.requires_grad_(False)  # frozen: no gradient computed, and counted as non-trainable
             if not p.requires_grad:
                 continue
             # Norms, biases and embeddings/learned tokens are not weight-decayed (ViT practice).
-            (no_decay if p.ndim < 2 or name.endswith(("_pos", "_token", "_tokens")) else decay).append(p)
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr, betas=tuple(hp.betas),
-        )
+            wd = 0.0 if p.ndim < 2 or name.endswith(("_pos", "_token", "_tokens")) else hp.weight_decay
+            groups.setdefault((hp.lr * scale, wd), []).append(p)
+        opt = torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
+                                lr=hp.lr, betas=tuple(hp.betas))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(hp.warmup * total) if hp.warmup < 1 else int(hp.warmup)
         sched = LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup, hp.min_lr_ratio))
