@@ -55,9 +55,12 @@ def test_adaptive_encoding_meets_its_target_wherever_the_full_length_does(traine
     result = trained.encode_adaptive(x, target_psnr=target)
     assert len(result) == len(x) and all(t.ndim == 1 and t.dtype == torch.int64 for t in result)
     reachable = full >= target
-    assert torch.equal(result.unreachable, ~reachable)
-    assert (result.psnr[reachable] >= target).all()
-    assert (result.lengths[~reachable] == trained.max_tokens).all()
+    # Quality need not rise with K for every image (quantization noise of a later token can cost a smooth
+    # image a little), so an image that misses at N may still meet the target with fewer tokens.
+    assert not (result.unreachable & reachable).any()
+    met = ~result.unreachable
+    assert (result.psnr[met] >= target).all() and (result.psnr[result.unreachable] < target).all()
+    assert (result.lengths[result.unreachable] == trained.max_tokens).all()
     assert result.lengths.float().mean() < trained.max_tokens  # some images need fewer tokens
     recon = trained.decode(list(result))
     torch.testing.assert_close(per_image_psnr(recon, x), result.psnr, atol=1e-3, rtol=1e-4)

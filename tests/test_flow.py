@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from tests.conftest import photo_batch
+from tests.conftest import SEED, photo_batch
 from vistok import Tokenizer
 from vistok.decoders.flow import FlowDecoder
 from vistok.decoders.rectified_flow import EulerSampler, RectifiedFlow, guided_velocity
 from vistok.tokenizers import build_tokenizer
 
-STEPS = 300  # overfitting steps of the tiny decoder test
+STEPS = 500  # overfitting steps of the tiny decoder test (300 left one seed of five at the threshold)
 
 
 def _tiny_decoder(**kw) -> FlowDecoder:
@@ -95,8 +95,8 @@ def test_fixed_seed_gives_identical_output_and_batch_does_not_change_an_image():
 
 @pytest.mark.parametrize("prediction", ["velocity", "sample", "preconditioned"])
 def test_tiny_rf_decoder_overfits_and_more_steps_get_closer(prediction):
-    torch.manual_seed(0)
-    x = photo_batch(4, split="train", seed=1)  # (4, 3, 32, 32)
+    torch.manual_seed(SEED)
+    x = photo_batch(4, split="train", seed=SEED + 1)  # (4, 3, 32, 32)
     dec = _tiny_decoder(patch_size=4, num_tokens=4, cond_drop_prob=0.0, prediction=prediction)
     codes = torch.randn(4, 4, 4)  # one fixed code sequence per image
     opt = torch.optim.AdamW(dec.parameters(), lr=3e-3, weight_decay=0.0)
