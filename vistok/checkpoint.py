@@ -26,9 +26,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path}: not a readable vistok checkpoint ({e})") from None
+        raise ValueError(f"{path}: not a readable vistok checkpoint ({_load_error(e)}); a model is loaded from a "
+                         "`vistok fit` checkpoint or from an export directory written by `vistok export`") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path}: no 'state_dict' in the checkpoint; was it written by `vistok fit`?")
     if "vistok_config" not in ckpt:
@@ -38,19 +39,27 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu"):
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     check_weights(tokenizer, state, f"{path}:state_dict")
     tokenizer.load_state_dict(state)
-    return tokenizer.eval()
+    return tokenizer.to(map_location).eval()
+
+
+def _load_error(e: Exception) -> str:
+    """torch.load's weights_only refusal is a page advising `weights_only=False`; keep the one line that says
+    what the file holds."""
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = text.split(marker, 1)[1].strip().split(". ")[0].split("\n")[0]
+        if "Unsupported global" in detail:
+            return f"it holds pickled objects other than tensors, refused without unpickling: {detail}"
+        return f"not a torch checkpoint file: {detail}"
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
 
 
 def load_tokenizer(path: str | Path, map_location: str = "cpu"):
     """An export directory or a .ckpt file -> Tokenizer in eval mode."""
     from vistok.hub import from_pretrained
 
-    path = Path(path)
-    if path.is_dir():
-        return from_pretrained(path, map_location)
-    if path.suffix == ".ckpt":
-        return load_checkpoint(path, map_location)
-    raise FileNotFoundError(f"model {path} is neither an export directory nor a .ckpt file")
+    return from_pretrained(path, map_location)
 
 
 def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = False) -> Path:

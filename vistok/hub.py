@@ -134,8 +134,14 @@ def import_model_classes() -> None:
     import vistok.tokenizers  # noqa: F401
 
 
+EXPORT_HINT = ("write one from a `vistok fit` checkpoint with `vistok export --model last.ckpt --output DIR`, "
+               "or pass the .ckpt file itself")
+
+
 def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Rebuild a tokenizer from an export directory; never unpickles; returns it in eval mode.
+    """Rebuild a tokenizer from an export directory, or from a Lightning `.ckpt` written by `vistok fit`
+    (read with `torch.load(weights_only=True)`: no arbitrary pickled objects); never unpickles anything
+    else; returns it in eval mode on `map_location`.
 
     Every tensor of model.safetensors must match the model's parameter or buffer of the same name in shape
     and kind (a floating tensor may differ in precision; it is cast) and be finite; a ValueError names the
@@ -143,10 +149,19 @@ def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
     import_model_classes()
 
     path = Path(path)
+    if path.is_file():
+        if path.suffix in (".safetensors", ".json"):
+            raise FileNotFoundError(f"{path} is one file of an export directory: pass the directory "
+                                    f"({path.parent}) instead")
+        from vistok.checkpoint import load_checkpoint
+
+        return load_checkpoint(path, map_location)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: not a vistok export directory nor a `vistok fit` .ckpt")
     cfg_file, weights = path / "config.json", path / "model.safetensors"
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found: {path} is not a vistok export directory")
-    config = read_json(cfg_file, f"{path} is not a vistok export directory")
+        raise FileNotFoundError(f"{weights} not found: {path} is not a vistok export directory; {EXPORT_HINT}")
+    config = read_json(cfg_file, f"{path} is not a vistok export directory; {EXPORT_HINT}")
     if not isinstance(config, dict) or "model" not in config:
         raise ValueError(f"{cfg_file}: missing key 'model'")
     tokenizer = from_config(config["model"], where=f"{cfg_file}:model")

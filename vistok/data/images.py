@@ -14,6 +14,7 @@ import random
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,3 +229,38 @@ def list_images(root: str | Path) -> list[Path]:
     if not listing.files:
         raise no_images_error(listing)
     return listing.files
+
+
+def load_images(images: Any, size: int, max_pixels: int | None = MAX_PIXELS) -> torch.Tensor:
+    """Images for `Tokenizer.encode`, prepared exactly as the CLI prepares them: float (B, 3, size, size) in
+    [-1, 1] (`x_uint8 / 127.5 - 1`).
+
+    `images`: one item or a list of them; an item is a file path (str or Path), a PIL image (any mode), or a
+    uint8 numpy array (H, W), (H, W, 3) or (H, W, 4). Each is converted to RGB (`to_rgb`), its shorter side
+    resized to `size` (bicubic) and centre-cropped to a square (`resize_crop`). A file that cannot be read
+    raises an OSError naming it."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer (the tokenizer's image_size), got {size!r}")
+    single = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)
+                                                              and images.dtype == np.uint8)
+    items = [images] if single else list(images)
+    if not items:
+        raise ValueError("load_images got no images")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, (str, Path)):
+            img = load_rgb(item, max_pixels)
+        elif isinstance(item, Image.Image):
+            img = to_rgb(item)
+        elif isinstance(item, np.ndarray):
+            if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (3, 4)):
+                raise ValueError(f"image {i}: numpy arrays must be uint8 (H, W), (H, W, 3) or (H, W, 4), got "
+                                 f"{item.dtype} of shape {item.shape}"
+                                 + (" (float pixels: convert with (x * 255).round().astype(np.uint8) for [0, 1])"
+                                    if item.dtype.kind == "f" else ""))
+            img = to_rgb(Image.fromarray(np.ascontiguousarray(item)))
+        else:
+            raise ValueError(f"image {i}: expected a path, a PIL image or a uint8 numpy array, got "
+                             f"{type(item).__name__}")
+        out.append(pil_to_tensor(resize_crop(img, size)))
+    return torch.stack(out)  # (B, 3, size, size)

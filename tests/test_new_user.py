@@ -1,0 +1,94 @@
+"""Issue 12, section 2: what a new user hit (one test or more per item)."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import photo_batch
+from vistok import Tokenizer
+from vistok.configurable import to_config
+from vistok.tokenizers import build_tokenizer
+
+
+def _ckpt(tok, path: Path, **extra) -> Path:
+    """A checkpoint shaped like the ones `vistok fit` writes (state_dict under `tokenizer.`, vistok_config)."""
+    torch.save({"vistok_config": to_config(tok), "global_step": 7, "epoch": 0,
+                "state_dict": {f"tokenizer.{k}": v for k, v in tok.state_dict().items()}, **extra}, path)
+    return path
+
+
+# --- item 1: decode takes what encode_adaptive returns ------------------------------------------------------
+def test_decode_takes_an_adaptive_encoding_and_any_sequence_of_1d_tensors():
+    tok = build_tokenizer("titok-tiny").eval()
+    x = photo_batch(3)
+    adaptive = tok.encode_adaptive(x, target_psnr=22)
+    recon = tok.decode(adaptive)
+    assert recon.shape == x.shape
+    assert torch.equal(recon, tok.decode(list(adaptive)))
+    ids = tok.encode(x, num_tokens=4)
+    expected = tok.decode(ids)
+    assert torch.equal(tok.decode(tuple(ids)), expected)
+    assert torch.equal(tok.decode(t for t in ids), expected)  # a generator
+    assert torch.equal(tok.decode(ids.numpy()), expected)  # a numpy (B, K) array
+    with pytest.raises(ValueError, match="sequence 0 must be 1-D"):
+        tok.decode([ids])
+
+
+# --- item 3: from_pretrained takes a .ckpt, and names `vistok export` otherwise -----------------------------
+def test_from_pretrained_reads_a_fit_checkpoint_without_unpickling(tmp_path):
+    tok = build_tokenizer("titok-tiny").eval()
+    loaded = Tokenizer.from_pretrained(_ckpt(tok, tmp_path / "last.ckpt"))
+    x = photo_batch(2)
+    assert torch.equal(loaded.encode(x), tok.encode(x))
+    import argparse
+
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=1)}, tmp_path / "pickled.ckpt")
+    with pytest.raises(ValueError, match="not a readable vistok checkpoint.*argparse.Namespace.*vistok export"):
+        Tokenizer.from_pretrained(tmp_path / "pickled.ckpt")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a vistok export directory.*vistok export --model"):
+        Tokenizer.from_pretrained(tmp_path / "folder")
+
+
+# --- item 7: one loader for the Python API, and a warning for [0, 1] pixels ---------------------------------
+def test_load_images_prepares_files_pil_and_uint8_arrays_as_the_cli_does(tmp_path):
+    from vistok import load_images
+    from vistok.data.images import load_rgb, pil_to_tensor, resize_crop
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    gray = rng.integers(0, 256, (50, 30), dtype=np.uint8)
+    x = load_images([tmp_path / "a.png", str(tmp_path / "a.png"), Image.fromarray(rgb), rgb, gray], 32)
+    assert x.shape == (5, 3, 32, 32) and x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+    cli = pil_to_tensor(resize_crop(load_rgb(tmp_path / "a.png"), 32))
+    for i in range(4):
+        assert torch.equal(x[i], cli)
+    assert load_images(rgb, 16).shape == (1, 3, 16, 16)  # one item
+    with pytest.raises(ValueError, match="uint8"):
+        load_images([rgb.astype(np.float32) / 255], 32)
+    with pytest.raises(OSError, match="missing.png"):
+        load_images([tmp_path / "missing.png"], 32)
+    tok = build_tokenizer("titok-tiny").eval()
+    assert tok.encode(load_images([rgb], tok.image_size)).shape == (1, tok.max_tokens)
+
+
+def test_a_batch_in_zero_one_warns_once_with_the_fix(monkeypatch):
+    import vistok.tokenizers.tokenizer as module
+
+    monkeypatch.setattr(module, "_ZERO_ONE_WARNED", False)
+    tok = build_tokenizer("titok-tiny").eval()
+    x = photo_batch(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tok.encode(x)  # [-1, 1]: no warning
+        assert not caught
+        tok.encode((x + 1) / 2)
+        tok.encode((x + 1) / 2)
+        tok.encode_adaptive((x + 1) / 2, target_psnr=20)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "[0, 1]" in messages[0] and "x * 2 - 1" in messages[0], messages
