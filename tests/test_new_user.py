@@ -1,5 +1,8 @@
 """Issue 12, section 2: what a new user hit (one test or more per item)."""
 
+import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -10,8 +13,11 @@ from PIL import Image
 
 from tests.conftest import photo_batch
 from vistok import Tokenizer
+from vistok.cli import main
 from vistok.configurable import to_config
 from vistok.tokenizers import build_tokenizer
+
+DEMO = Path(__file__).parents[1] / "configs" / "demo.yaml"
 
 
 def _ckpt(tok, path: Path, **extra) -> Path:
@@ -52,6 +58,64 @@ def test_from_pretrained_reads_a_fit_checkpoint_without_unpickling(tmp_path):
     (tmp_path / "folder").mkdir()
     with pytest.raises(FileNotFoundError, match="not a vistok export directory.*vistok export --model"):
         Tokenizer.from_pretrained(tmp_path / "folder")
+
+
+# --- item 4: --version, a lazy top level, parse errors first ------------------------------------------------
+def test_version_and_a_help_that_imports_no_torch():
+    code = ("import sys; from vistok.cli import main; main(['--help']); main(['--version']); "
+            "print(sorted(m for m in ('torch', 'lightning', 'diffusers', 'wandb') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    import vistok
+
+    assert f"vistok {vistok.__version__}" in r.stdout and r.stdout.strip().endswith("[]")
+
+
+@pytest.mark.parametrize("module", ["vistok", "vistok.data"])
+def test_importing_vistok_or_its_data_pulls_no_lightning_diffusers_or_wandb(module):
+    code = (f"import sys; import {module}; "
+            "print(sorted(m for m in ('lightning', 'diffusers', 'wandb', 'torchmetrics') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_a_misspelt_config_key_prints_the_error_first_not_the_usage_block(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(DEMO), "--trainer.max_stepz", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2
+    assert err[0].startswith("vistok fit: error: unrecognized arguments: --trainer.max_stepz"), err
+    assert len(err) == 2 and "--help" in err[1], err
+
+
+# --- item 5: known noise silenced by the CLI ----------------------------------------------------------------
+def test_the_cli_silences_the_leafspec_warning_and_the_litlogger_tip():
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    from vistok.quiet import silence_known_noise
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    parent = logging.getLogger("lightning.pytorch")
+    parent.addHandler(handler)
+    level = parent.level
+    parent.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            silence_known_noise()
+            warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec) "
+                          "and treespec.is_leaf()` instead.", FutureWarning, stacklevel=1)
+            warnings.warn("a warning of the user's own", UserWarning, stacklevel=1)
+            rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing "
+                           "[litlogger](https://pypi.org/project/litlogger/) to enable LitLogger")
+            rank_zero_info("GPU available: False")
+    finally:
+        parent.removeHandler(handler)
+        parent.setLevel(level)
+    assert [str(w.message) for w in caught] == ["a warning of the user's own"]
+    assert seen == ["GPU available: False"]
 
 
 # --- item 7: one loader for the Python API, and a warning for [0, 1] pixels ---------------------------------

@@ -18,8 +18,8 @@ commands:
   encode     encode images to token shards: vistok encode --model DIR --input FOLDER --output SHARDS
   verify     check token shards against their manifest (hashes, counts, ids): vistok verify SHARDS
   ladder     decode images at K = 1, 2, 4, ..., N tokens: vistok ladder --model DIR --input a.jpg --output l.png
-Run `vistok <command> --help` for the options of each command. A user error prints one line and exits 1;
---debug (with any command) shows the traceback."""
+Run `vistok <command> --help` for the options of each command; `vistok --version` prints the version.
+A user error prints one line and exits 1; --debug (with any command) shows the traceback."""
 
 
 def positive_int(text: str) -> int:
@@ -174,6 +174,14 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return
+    if argv[0] in ("-V", "--version"):
+        from vistok import __version__
+
+        print(f"vistok {__version__}")
+        return
+    from vistok.quiet import silence_known_noise
+
+    silence_known_noise()
     command, rest = argv[0], argv[1:]
     try:
         _run(command, rest, from_shell)
@@ -213,7 +221,7 @@ def _run(command: str, rest: list[str], from_shell: bool) -> None:
 
         ladder_main(rest)
     else:
-        print(f"vistok: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        print(f"vistok: error: unknown command {command!r} (`vistok --help` lists the commands)", file=sys.stderr)
         raise SystemExit(2)
 
 
