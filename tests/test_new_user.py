@@ -177,7 +177,7 @@ def test_eval_shows_rfid_progress_warns_on_few_images_and_defaults_to_auto_devic
     assert EvalSettings(model="m").device == "auto"
 
 
-@pytest.mark.parametrize("command", ["eval", "encode", "ladder"])
+@pytest.mark.parametrize("command", ["eval", "encode", "ladder", "decode", "reconstruct"])
 def test_every_command_defaults_to_the_auto_device(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
@@ -195,3 +195,74 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+# --- item 2: tokens back to images ---------------------------------------------------------------------------
+def _image_folder(root: Path, classes=("cat", "dog"), per_class: int = 3) -> Path:
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def _pngs(folder: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(folder)): np.asarray(Image.open(p)) for p in sorted(folder.rglob("*.png"))}
+
+
+def test_decode_writes_a_png_per_shard_sample_named_by_its_key(tmp_path, capsys):
+    from vistok.data.images import tensor_to_uint8
+    from vistok.shards import TokenDataset, encode_to_shards
+
+    tok = build_tokenizer("titok-tiny").eval()
+    model = tok.save_pretrained(tmp_path / "model")
+    encode_to_shards(model, str(_image_folder(tmp_path / "images")), tmp_path / "shards", workers=0,
+                     progress=False)
+    main(["decode", "--model", str(model), "--input", str(tmp_path / "shards"), "--output", str(tmp_path / "out"),
+          "--num-tokens", "4", "--batch-size", "4"])
+    assert "decoded 6 samples" in capsys.readouterr().out
+    samples = list(TokenDataset(tmp_path / "shards"))
+    pngs = _pngs(tmp_path / "out")
+    assert sorted(pngs) == sorted(f"{s['key']}.png" for s in samples)
+    for s in samples:
+        want = tensor_to_uint8(tok.decode([s["tokens"][:4]])[0])
+        assert np.array_equal(pngs[f"{s['key']}.png"], want)
+    # an existing output is not overwritten silently
+    with pytest.raises(SystemExit) as e:
+        main(["decode", "--model", str(model), "--input", str(tmp_path / "shards"), "--output",
+              str(tmp_path / "out")])
+    assert e.value.code == 1 and "--overwrite" in capsys.readouterr().err
+
+
+def test_decode_reads_a_npy_of_one_or_many_sequences_and_refuses_ids_outside_the_codebook(tmp_path, capsys):
+    tok = build_tokenizer("titok-tiny").eval()
+    model = tok.save_pretrained(tmp_path / "model")
+    ids = tok.encode(photo_batch(2)).numpy()
+    np.save(tmp_path / "batch.npy", ids.astype(np.uint16))
+    np.save(tmp_path / "one.npy", ids[0, :3])
+    main(["decode", "--model", str(model), "--input", str(tmp_path / "batch.npy"), str(tmp_path / "one.npy"),
+          "--output", str(tmp_path / "out"), "--steps", "2", "--seed", "1"])
+    assert sorted(_pngs(tmp_path / "out")) == ["batch_000000.png", "batch_000001.png", "one.png"]
+    np.save(tmp_path / "bad.npy", np.array([0, tok.codebook_size]))
+    with pytest.raises(SystemExit) as e:
+        main(["decode", "--model", str(model), "--input", str(tmp_path / "bad.npy"), "--output",
+              str(tmp_path / "bad")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 1 and err.startswith("vistok decode: error: sample bad:") and "999" in err, err
+
+
+def test_reconstruct_writes_pngs_mirroring_the_folder_and_prints_mean_psnr(tmp_path, capsys):
+    from vistok import load_images
+    from vistok.tokenizers.adaptive import per_image_psnr
+
+    tok = build_tokenizer("titok-tiny").eval()
+    model = tok.save_pretrained(tmp_path / "model")
+    images = _image_folder(tmp_path / "images")
+    main(["reconstruct", "--model", str(model), "--input", str(images), "--output", str(tmp_path / "out"),
+          "--num-tokens", "8"])
+    out = capsys.readouterr().out
+    assert sorted(_pngs(tmp_path / "out")) == [f"{c}/{i}.png" for c in ("cat", "dog") for i in range(3)]
+    x = load_images(sorted(images.rglob("*.png")), tok.image_size)
+    psnr = float(per_image_psnr(tok.decode(tok.encode(x, num_tokens=8)), x).mean())
+    assert "reconstructed 6 images at K=8 tokens" in out and f"mean PSNR {psnr:.2f} dB" in out, out

@@ -21,6 +21,9 @@ commands:
   encode     encode images to token shards: vistok encode --model DIR --input FOLDER --output SHARDS
   verify     check token shards against their manifest (hashes, counts, ids): vistok verify SHARDS
   ladder     decode images at K = 1, 2, 4, ..., N tokens: vistok ladder --model DIR --input a.jpg --output l.png
+  decode     token shards or a .npy of ids to PNGs: vistok decode --model DIR --input SHARDS --output PNGS
+  reconstruct  encode + decode an image folder, PNGs and mean PSNR: vistok reconstruct --model DIR --input FOLDER
+             --output PNGS
 Run `vistok <command> --help` for the options of each command; `vistok --version` prints the version.
 A user error prints one line and exits 1; --debug (with any command) shows the traceback."""
 
@@ -225,6 +228,10 @@ def _run(command: str, rest: list[str], from_shell: bool) -> None:
         from vistok.ladder import ladder_main
 
         ladder_main(rest)
+    elif command in ("decode", "reconstruct"):
+        from vistok.decode import decode_main, reconstruct_main
+
+        (decode_main if command == "decode" else reconstruct_main)(rest)
     else:
         print(f"vistok: error: unknown command {command!r} (`vistok --help` lists the commands)", file=sys.stderr)
         raise SystemExit(2)
