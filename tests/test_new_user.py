@@ -266,3 +266,75 @@ def test_reconstruct_writes_pngs_mirroring_the_folder_and_prints_mean_psnr(tmp_p
     x = load_images(sorted(images.rglob("*.png")), tok.image_size)
     psnr = float(per_image_psnr(tok.decode(tok.encode(x, num_tokens=8)), x).mean())
     assert "reconstructed 6 images at K=8 tokens" in out and f"mean PSNR {psnr:.2f} dB" in out, out
+
+
+# --- item 8: labels from class folders, flip / ten-crop views ------------------------------------------------
+def test_encode_labels_from_class_folders_with_a_labels_json(tmp_path, capsys):
+    import json
+
+    from vistok.shards import TokenDataset
+
+    model = build_tokenizer("titok-tiny").save_pretrained(tmp_path / "model")
+    images = _image_folder(tmp_path / "cls", classes=("dog", "cat", "zebra"), per_class=2)
+    args = ["encode", "--model", str(model), "--input", str(images), "--output", str(tmp_path / "shards"),
+            "--workers", "0", "--labels-from-folders"]
+    main(args)
+    mapping = {"cat": 0, "dog": 1, "zebra": 2}
+    assert json.loads((tmp_path / "shards" / "labels.json").read_text()) == mapping
+    assert json.loads((tmp_path / "shards" / "manifest.json").read_text())["job"]["labels"] == mapping
+    samples = list(TokenDataset(tmp_path / "shards"))
+    assert len(samples) == 6
+    for s in samples:  # keys end with the file's tail: <class>_<i>_png
+        assert s["label"] == mapping[s["key"].split("_")[2]], s["key"]
+    capsys.readouterr()
+    main(args)  # a rerun of the same job resumes (nothing to do)
+    assert "0 encoded in this run" in capsys.readouterr().out
+    (images / "loose.png").write_bytes((images / "cat" / "0.png").read_bytes())
+    with pytest.raises(SystemExit) as e:
+        main([*args[:6], str(tmp_path / "other"), *args[7:]])
+    assert e.value.code == 1 and "outside any class folder" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(SystemExit):  # no labels by default: a folder has none
+        main(["encode", "--model", str(model), "--input", str(images), "--output", str(tmp_path / "plain"),
+              "--workers", "0", "--augment", "sideways"])
+    main(["encode", "--model", str(model), "--input", str(images), "--output", str(tmp_path / "plain"),
+          "--workers", "0"])
+    assert {s["label"] for s in TokenDataset(tmp_path / "plain")} == {-1}
+
+
+@pytest.mark.parametrize(("augment", "views"), [
+    ("flip", ["center", "flip"]),
+    ("tencrop", [f"{p}{f}" for p in ("tl", "tr", "bl", "br", "center") for f in ("", "_flip")]),
+])
+def test_encode_augmented_views_get_unique_keys_and_say_which_view(tmp_path, augment, views):
+    import io
+    import json
+    import tarfile
+
+    from vistok.data.images import augmented_views, load_rgb, resize_crop
+    from vistok.shards import encode_to_shards
+
+    tok = build_tokenizer("titok-tiny").eval()
+    images = _image_folder(tmp_path / "images", classes=("a",), per_class=2)
+    encode_to_shards(tok, str(images), tmp_path / "shards", workers=0, progress=False, augment=augment,
+                     shard_size=1)
+    infos = {}
+    for shard in sorted((tmp_path / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    infos[m.name[: -len(".json")]] = json.load(io.BytesIO(tar.extractfile(m).read()))
+    assert len(infos) == 2 * len(views)
+    for key, info in infos.items():
+        assert key.endswith("_" + info["view"]) and info["source"] in ("a/0.png", "a/1.png")
+    assert sorted(i["view"] for i in infos.values() if i["source"] == "a/0.png") == sorted(views)
+    img = load_rgb(images / "a" / "0.png")
+    got = dict(augmented_views(img, 32, augment))
+    assert list(got) == views
+    centre = resize_crop(img, 32)
+    if augment == "flip":
+        assert got["center"].tobytes() == centre.tobytes()
+        assert np.array_equal(np.asarray(got["flip"]), np.asarray(centre)[:, ::-1])
+    else:
+        assert np.array_equal(np.asarray(got["tl_flip"]), np.asarray(got["tl"])[:, ::-1])
+        assert len({v.tobytes() for v in got.values()}) == 10

@@ -103,6 +103,13 @@ def encode_main(argv: list[str]) -> None:
     p.add_argument("--strict", action="store_true", help="an unreadable input is fatal instead of skipped")
     p.add_argument("--max-pixels", type=non_negative_int, default=MAX_PIXELS,
                    help=f"skip images with more pixels, read from the header (default {MAX_PIXELS}; 0: no limit)")
+    p.add_argument("--labels-from-folders", action="store_true",
+                   help="label each image by its class subfolder (FOLDER/cat/x.png -> index of 'cat' among the "
+                        "sorted subfolders); labels.json beside the shards maps names to indices")
+    p.add_argument("--augment", choices=("none", "flip", "tencrop"), default="none",
+                   help="also encode augmented views, each its own sample and key: flip (centre crop and its "
+                        "mirror) or tencrop (corners and centre of a 1.1x crop, and their mirrors), as the "
+                        "pretokenization scripts of LlamaGen and TiTok")
     a = p.parse_args(argv)
 
     import os
@@ -116,7 +123,8 @@ def encode_main(argv: list[str]) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # torchrun
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     summary = encode_to_shards(a.model, a.input, a.output, a.num_tokens, a.target_psnr, a.batch_size,
-                               a.shard_size, a.workers, device, a.strict, max_pixels=a.max_pixels or None)
+                               a.shard_size, a.workers, device, a.strict, max_pixels=a.max_pixels or None,
+                               labels_from_folders=a.labels_from_folders, augment=a.augment)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(summary.line())
 

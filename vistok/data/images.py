@@ -264,3 +264,30 @@ def load_images(images: Any, size: int, max_pixels: int | None = MAX_PIXELS) -> 
                              f"{type(item).__name__}")
         out.append(pil_to_tensor(resize_crop(img, size)))
     return torch.stack(out)  # (B, 3, size, size)
+
+
+AUGMENTS = ("none", "flip", "tencrop")
+TENCROP_SCALE = 1.1  # LlamaGen's crop_range: the ten crops come from a centre square 10% larger than `size`
+
+
+def augmented_views(img: Image.Image, size: int, augment: str = "none") -> list[tuple[str | None, Image.Image]]:
+    """(view name, size x size crop) of an image, as the pretokenization scripts of LlamaGen and TiTok offer:
+    "none": the centre crop (`resize_crop`), no name; "flip": "center" and its mirror "flip"; "tencrop": the
+    shorter side resized to round(1.1 * size) and centre-cropped, then its four corners ("tl", "tr", "bl",
+    "br") and centre ("center") at `size`, each also mirrored ("tl_flip", ...), as torchvision's TenCrop."""
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+    if augment == "none":
+        return [(None, resize_crop(img, size))]
+    if augment == "flip":
+        centre = resize_crop(img, size)
+        return [("center", centre), ("flip", centre.transpose(Image.FLIP_LEFT_RIGHT))]
+    big = max(size, round(size * TENCROP_SCALE))
+    square = resize_crop(img, big)
+    d = big - size
+    boxes = {"tl": (0, 0), "tr": (d, 0), "bl": (0, d), "br": (d, d), "center": (d // 2, d // 2)}
+    views: list[tuple[str | None, Image.Image]] = []
+    for name, (left, top) in boxes.items():
+        view = square.crop((left, top, left + size, top + size))
+        views += [(name, view), (f"{name}_flip", view.transpose(Image.FLIP_LEFT_RIGHT))]
+    return views
