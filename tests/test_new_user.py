@@ -338,3 +338,46 @@ def test_encode_augmented_views_get_unique_keys_and_say_which_view(tmp_path, aug
     else:
         assert np.array_equal(np.asarray(got["tl_flip"]), np.asarray(got["tl"])[:, ::-1])
         assert len({v.tobytes() for v in got.values()}) == 10
+
+
+# --- item 9: no silent overwrite, readable exports, a model card that says what trained it -----------------
+def test_ladder_needs_an_output_and_never_overwrites_silently(tmp_path, capsys):
+    model = build_tokenizer("titok-tiny").save_pretrained(tmp_path / "model")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as e:
+        main(["ladder", "--model", str(model), "--input", str(tmp_path / "a.png")])
+    assert e.value.code == 2 and "--output" in capsys.readouterr().err
+    out = tmp_path / "ladder.png"
+    out.write_bytes(b"precious")
+    with pytest.raises(SystemExit) as e:
+        main(["ladder", "--model", str(model), "--input", str(tmp_path / "a.png"), "--output", str(out)])
+    assert e.value.code == 1 and "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"precious"
+    main(["ladder", "--model", str(model), "--input", str(tmp_path / "a.png"), "--output", str(out), "--overwrite"])
+    assert Image.open(out).format == "PNG"
+
+
+def test_export_files_are_world_readable_and_the_card_records_the_training(tmp_path, monkeypatch):
+    import os
+
+    import vistok
+    from vistok.checkpoint import export_checkpoint
+
+    run = tmp_path / "runs" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("trainer: {max_steps: 7}\ndata:\n  train: /data/photos\n  val: sample\n"
+                                     "  image_size: 32\n")
+    tok = build_tokenizer("titok-tiny")
+    ckpt = _ckpt(tok, run / "checkpoints" / "last.ckpt")
+    old = os.umask(0o022)
+    try:
+        out = export_checkpoint(ckpt, tmp_path / "export")
+    finally:
+        os.umask(old)
+    for f in out.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o644, f
+    card = (out / "README.md").read_text()
+    for text in ("optimizer steps: 7", "training data: /data/photos", "validation data: sample",
+                 f"vistok version: {vistok.__version__}", "vistok eval"):
+        assert text in card, card
+    plain = tok.save_pretrained(tmp_path / "plain")
+    assert "not recorded" in (plain / "README.md").read_text()

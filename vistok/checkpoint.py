@@ -8,6 +8,7 @@ export directory. `state_dict` holds the EMA weights when the run used EMAWeight
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,6 +17,12 @@ from vistok.hub import check_weights, import_model_classes, is_export_dir, save_
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu"):
+    tokenizer, _ = _load(path, map_location)
+    return tokenizer
+
+
+def _load(path: str | Path, map_location: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """(Tokenizer in eval mode on map_location, the checkpoint's dictionary)."""
     import_model_classes()
     path = Path(path)
     if path.is_dir():
@@ -39,7 +46,31 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu"):
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     check_weights(tokenizer, state, f"{path}:state_dict")
     tokenizer.load_state_dict(state)
-    return tokenizer.to(map_location).eval()
+    return tokenizer.to(map_location).eval(), ckpt
+
+
+def training_info(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What a `vistok fit` checkpoint knows about its training, for the model card: steps, epochs, the
+    Lightning version, and the data from the run's resolved config (`config.yaml`, which LightningCLI writes in
+    the run directory, one level above `checkpoints/`) when it is there."""
+    info: dict[str, Any] = {"global_step": ckpt.get("global_step"), "epoch": ckpt.get("epoch"),
+                            "trained_with": (f"lightning {ckpt['pytorch-lightning_version']}"
+                                             if "pytorch-lightning_version" in ckpt else None)}
+    path = Path(path).resolve()
+    for config in (path.parent / "config.yaml", path.parent.parent / "config.yaml"):
+        if config.is_file():
+            try:
+                import yaml
+
+                doc = yaml.safe_load(config.read_text())
+            except Exception:  # a damaged or foreign config.yaml: the card just says less
+                continue
+            data = doc.get("data") if isinstance(doc, dict) else None
+            if isinstance(data, dict):
+                info.update(data_train=data.get("train"), data_val=data.get("val"),
+                            data_image_size=data.get("image_size"), config=str(config))
+            break
+    return info
 
 
 def _load_error(e: Exception) -> str:
@@ -68,4 +99,6 @@ def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = Fa
     if output.is_dir() and any(output.iterdir()) and not overwrite:  # before the (slow) checkpoint load
         raise FileExistsError(f"{output} exists and is not empty; choose another --output or pass --overwrite "
                               "to replace it")
-    return save_pretrained(load_checkpoint(ckpt), output, source=str(ckpt), overwrite=overwrite)
+    tokenizer, raw = _load(ckpt)
+    return save_pretrained(tokenizer, output, source=str(ckpt), overwrite=overwrite,
+                           training=training_info(ckpt, raw))
