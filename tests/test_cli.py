@@ -35,7 +35,7 @@ def test_an_abbreviated_option_fails_like_a_misspelt_key(tmp_path, capsys):
     assert e.value.code == 2 and "--trainer.max_step" in capsys.readouterr().err
     for command in (["export", "--model", "m.ckpt", "--output", str(tmp_path), "--over"],
                     ["eval", "--model", "m", "--output", str(tmp_path), "--batch", "4"],
-                    ["ladder", "--model", "m", "--input", "a.png", "--dev", "cpu"],
+                    ["ladder", "--model", "m", "--input", "a.png", "--output", "l.png", "--dev", "cpu"],
                     ["verify", str(tmp_path), "--h"]):
         with pytest.raises(SystemExit) as e:
             main(command)
@@ -61,8 +61,9 @@ def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys
     _one_line_error(capsys, ["export", "--model", str(ckpt), "--output", str(export)], "--overwrite")
     main(["export", "--model", str(ckpt), "--output", str(export), "--overwrite"])
     assert "exported" in capsys.readouterr().out
-    _one_line_error(capsys, ["ladder", "--model", str(export), "--input", str(tmp_path / "no.png")], "no.png")
-    _one_line_error(capsys, ["ladder", "--model", str(tmp_path / "nothing"), "--input", "a.png"], "nothing")
+    ladder = ["--output", str(tmp_path / "ladder.png")]
+    _one_line_error(capsys, ["ladder", "--model", str(export), "--input", str(tmp_path / "no.png"), *ladder], "no.png")
+    _one_line_error(capsys, ["ladder", "--model", str(tmp_path / "nothing"), "--input", "a.png", *ladder], "nothing")
     (export / "model.safetensors").write_bytes(b"garbage")
     images = tmp_path / "images"
     images.mkdir()

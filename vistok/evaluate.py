@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ BYTES_RULE = ("tokenizer: K * ceil(log2(codebook_size)) / 8 bytes per image (fix
               "coding); jpeg/webp: mean size of the Pillow-encoded files")
 SAMPLE_DEFAULT_LIMIT = 256
 GRID_IMAGES = 8
+FEW_FID_IMAGES = 1000  # below this, rFID is strongly biased upwards: say so on screen
 
 
 @dataclass
@@ -52,7 +54,7 @@ class EvalSettings:
     baselines: list[str] = field(default_factory=lambda: ["jpeg", "webp"])
     limit: int | None = None
     batch_size: int = 32
-    device: str = "cpu"
+    device: str = "auto"  # cuda when available (vistok.devices)
     inception: str | None = None
     lpips: str | None = None
     fid: bool = True
@@ -72,7 +74,8 @@ def _token_counts(requested: list[int] | None, max_tokens: int) -> list[int]:
 
 
 def _batches(settings: EvalSettings, size: int):
-    """Yield (B, 3, size, size) batches in [-1, 1], stopping after `limit` images."""
+    """Yield (B, 3, size, size) batches in [-1, 1], stopping after `limit` images, and the number of images
+    expected (None when unknown) as the first item."""
     from vistok.data import build_dataset, collate_images
 
     limit = settings.limit
@@ -80,35 +83,47 @@ def _batches(settings: EvalSettings, size: int):
     ds = build_dataset(settings.input, size, train=False, length=length)
     total = min(len(ds), limit) if hasattr(ds, "__len__") and limit else (len(ds) if hasattr(ds, "__len__")
                                                                           else limit)
+    yield total
     loader = DataLoader(ds, batch_size=settings.batch_size, collate_fn=collate_images)
     seen = 0
-    with tqdm(total=total, unit="img", desc="eval", disable=not settings.progress) as bar:
-        for batch in loader:
-            images = batch["image"]
-            if limit is not None:
-                images = images[: limit - seen]
-            if images.shape[0] == 0:
-                continue
-            seen += images.shape[0]
-            bar.update(images.shape[0])
-            yield images
-            if limit is not None and seen >= limit:
-                return
+    for batch in loader:
+        images = batch["image"]
+        if limit is not None:
+            images = images[: limit - seen]
+        if images.shape[0] == 0:
+            continue
+        seen += images.shape[0]
+        yield images
+        if limit is not None and seen >= limit:
+            return
+
+
+def _few_images(n: int) -> str:
+    return (f"rFID on {n} images (fewer than {FEW_FID_IMAGES}) is strongly biased upwards: compare it only with "
+            "rFIDs of the same image count, not with published numbers (50,000 images)")
+
+
+def _say(settings: EvalSettings, message: str) -> None:
+    """A line on the screen (stderr) while the progress bar is on; metrics.json's notes keep it too."""
+    if settings.progress:
+        tqdm.write(message, file=sys.stderr)
 
 
 def evaluate(settings: EvalSettings) -> dict[str, Any]:
     """Run the evaluation, write the outputs, return the metrics.json content."""
     from vistok.checkpoint import load_tokenizer
+    from vistok.devices import resolve_device
 
     start = time.perf_counter()
     check_codecs(settings.baselines)
+    device = resolve_device(settings.device)
     out = Path(settings.output)
-    tok = load_tokenizer(settings.model, map_location=settings.device).eval()
+    tok = load_tokenizer(settings.model, map_location=device).eval()
     ks = _token_counts(settings.num_tokens, tok.max_tokens)
     v = tok.codebook_size
-    inception = InceptionFeatures(settings.inception, settings.device) if settings.fid else None
+    inception = InceptionFeatures(settings.inception, device) if settings.fid else None
     fids = {k: FID(inception) for k in ks} if inception is not None else {}
-    lpips_net = load_lpips(settings.lpips, settings.device)
+    lpips_net = load_lpips(settings.lpips, device)
     pixel = {k: PixelMetrics(lpips_net) for k in ks}
     books = {k: CodebookStats(v) for k in ks}
     sweeps = [CodecSweep(c, keep=GRID_IMAGES) for c in settings.baselines]
@@ -116,19 +131,37 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     ladder: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
     n, pixels = 0, 0
 
-    for real in _batches(settings, tok.image_size):
-        real = real.to(settings.device)
+    batches = _batches(settings, tok.image_size)
+    total = next(batches)
+    # The bar counts images once every metric of their batch is done; with rFID most of the time is Inception
+    # (1 + len(ks) forwards per image), so the bar's text says which pass runs and the Inception images done.
+    warned = fids and total is not None and total < FEW_FID_IMAGES
+    if warned:
+        _say(settings, f"warning: {_few_images(total)}")
+    bar = tqdm(total=total, unit="img", desc="eval", disable=not settings.progress, dynamic_ncols=True)
+    inception_done = 0
+
+    def stage(text: str) -> None:
+        bar.set_postfix_str(text + (f", Inception {inception_done} img" if fids else ""), refresh=True)
+
+    for real in batches:
+        real = real.to(device)
         ids = tok.encode(real)  # (B, N)
-        real_feats = fids[ks[0]].features(real) if fids else None
+        if fids:
+            stage("rFID features of the originals")
+            real_feats = fids[ks[0]].features(real)
+            inception_done += real.shape[0]
         room = GRID_IMAGES - sum(x.shape[0] for x in shown)
         if room > 0:
             shown.append(real[:room].cpu())
         for k in ks:
+            stage(f"K={k}: decode" + (" + rFID features" if fids else ""))
             recon = tok.decode(ids[:, :k], steps=settings.steps, guidance_scale=settings.guidance,
                                seed=settings.seed)  # (B, 3, H, W)
             if fids:
                 fids[k].update_features(real_feats, real=True)
                 fids[k].update_features(fids[k].features(recon), real=False)
+                inception_done += real.shape[0]
             pixel[k].update(real, recon)
             books[k].update(ids[:, :k])
             if room > 0:
@@ -137,17 +170,26 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
             sweep.update(real.cpu())
         n += real.shape[0]
         pixels = real.shape[-1] * real.shape[-2]
+        bar.update(real.shape[0])
     if n == 0:
+        bar.close()
         raise ValueError(f"--input {settings.input}: no images were read")
+    notes = [_few_images(n)] if fids and n < FEW_FID_IMAGES else []
 
     rows: list[dict[str, Any]] = []
     for k in ks:
         b = token_bytes(k, v)
+        if fids and n >= 2:
+            stage(f"K={k}: Frechet distance")
         rfid = float(fids[k].compute()) if fids and n >= 2 else None
         rows.append({"method": "tokenizer", "tokens": k, "quality": None, "bytes": b, "bpp": 8 * b / pixels,
                      "rfid": rfid, **pixel[k].compute(), **books[k].compute()})
     for sweep in sweeps:
         rows += [{"tokens": None, "rfid": None, "lpips": None, **r} for r in sweep.rows()]
+    stage("writing tables and plots")
+    bar.close()
+    if notes and not warned:
+        _say(settings, f"warning: {notes[0]}")
 
     result = {
         "model": str(settings.model),
@@ -165,7 +207,8 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
                  "note": "rFID on few images is strongly biased upwards; compare only at equal image counts"}
                 if inception is not None else None),
         "lpips": settings.lpips if lpips_net is not None else None,
-        "notes": [] if lpips_net is not None else [LPIPS_SKIPPED],
+        "device": device,
+        "notes": notes + ([] if lpips_net is not None else [LPIPS_SKIPPED]),
         "rows": rows,
         "settings": asdict(settings),
         "wall_time_s": None,

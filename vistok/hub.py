@@ -39,7 +39,8 @@ def token_spec(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None) -> str:
+def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None,
+                training: dict[str, Any] | None = None) -> str:
     model = config["model"]["init_args"]
     parts = {k: model[k]["class_path"].rsplit(".", 1)[-1] for k in ("encoder", "quantizer", "decoder")}
     drop = model.get("token_dropout")
@@ -54,8 +55,25 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
     ]
     if source:
         lines.append(f"- exported from: {source}")
-    lines += ["", "```python", "from vistok import Tokenizer", 'tok = Tokenizer.from_pretrained("<this dir>")',
-              "ids = tok.encode(images)   # (B, 3, H, W) in [-1, 1] -> (B, K) int64", "recon = tok.decode(ids)",
+    lines += ["", "## Training", ""]
+    training = training or {}
+    if not training:
+        lines.append("- not recorded (exported from a model in memory, not from a `vistok fit` checkpoint)")
+    for key, label in (("global_step", "optimizer steps"), ("epoch", "epoch at save (0-based)"),
+                       ("trained_with", "trained with"), ("data_train", "training data"),
+                       ("data_val", "validation data"), ("data_image_size", "training image size"),
+                       ("config", "run config")):
+        if training.get(key) is not None:
+            lines.append(f"- {label}: {training[key]}")
+    if training and training.get("data_train") is None:
+        lines.append("- training data: not recorded (no config.yaml beside the checkpoint's run)")
+    lines += ["", "## Metrics", "",
+              "Not measured at export. `vistok eval --model <this dir> --input <images> --output <dir>` writes rFID, "
+              "PSNR, SSIM per token count (metrics.json).",
+              "", "## Use", "",
+              "```python", "from vistok import Tokenizer, load_images", 'tok = Tokenizer.from_pretrained("<this dir>")',
+              "images = load_images(paths, tok.image_size)   # (B, 3, H, W) in [-1, 1]",
+              "ids = tok.encode(images)   # (B, K) int64", "recon = tok.decode(ids)",
               "```", ""]
     return "\n".join(lines)
 
@@ -66,8 +84,10 @@ def is_export_dir(path: str | Path) -> bool:
 
 
 def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None,
-                    source: str | None = None, overwrite: bool = False) -> Path:
-    """Write the export directory. `state_dict` overrides the module's own weights (EMA weights).
+                    source: str | None = None, overwrite: bool = False,
+                    training: dict[str, Any] | None = None) -> Path:
+    """Write the export directory. `state_dict` overrides the module's own weights (EMA weights); `training`
+    (what a checkpoint knows: steps, epochs, data; see `vistok.checkpoint.training_info`) goes in the card.
 
     The files are written to a temporary directory beside `path`, which is then renamed into place, so an
     interrupted export leaves no half-written directory. A non-empty `path` is refused unless `overwrite`,
@@ -96,8 +116,11 @@ def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torc
                   str(tmp / "codebook.safetensors"))
         spec = token_spec(tokenizer)
         (tmp / "tokens.json").write_text(json.dumps(spec, indent=2))
-        (tmp / "README.md").write_text(_model_card(config, spec, source))
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; an export is as readable as any directory
+        (tmp / "README.md").write_text(_model_card(config, spec, source, training))
+        mask = _umask()
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it 0700; an export is as readable as any directory
+        for f in tmp.iterdir():  # safetensors writes its files 0600; make them 0644 (subject to the umask)
+            os.chmod(f, 0o666 & ~mask)
         old = None
         if path.is_dir() and any(path.iterdir()):
             old = path.with_name(f"{tmp.name}.old")
@@ -134,8 +157,14 @@ def import_model_classes() -> None:
     import vistok.tokenizers  # noqa: F401
 
 
+EXPORT_HINT = ("write one from a `vistok fit` checkpoint with `vistok export --model last.ckpt --output DIR`, "
+               "or pass the .ckpt file itself")
+
+
 def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Rebuild a tokenizer from an export directory; never unpickles; returns it in eval mode.
+    """Rebuild a tokenizer from an export directory, or from a Lightning `.ckpt` written by `vistok fit`
+    (read with `torch.load(weights_only=True)`: no arbitrary pickled objects); never unpickles anything
+    else; returns it in eval mode on `map_location`.
 
     Every tensor of model.safetensors must match the model's parameter or buffer of the same name in shape
     and kind (a floating tensor may differ in precision; it is cast) and be finite; a ValueError names the
@@ -143,10 +172,19 @@ def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
     import_model_classes()
 
     path = Path(path)
+    if path.is_file():
+        if path.suffix in (".safetensors", ".json"):
+            raise FileNotFoundError(f"{path} is one file of an export directory: pass the directory "
+                                    f"({path.parent}) instead")
+        from vistok.checkpoint import load_checkpoint
+
+        return load_checkpoint(path, map_location)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: not a vistok export directory nor a `vistok fit` .ckpt")
     cfg_file, weights = path / "config.json", path / "model.safetensors"
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found: {path} is not a vistok export directory")
-    config = read_json(cfg_file, f"{path} is not a vistok export directory")
+        raise FileNotFoundError(f"{weights} not found: {path} is not a vistok export directory; {EXPORT_HINT}")
+    config = read_json(cfg_file, f"{path} is not a vistok export directory; {EXPORT_HINT}")
     if not isinstance(config, dict) or "model" not in config:
         raise ValueError(f"{cfg_file}: missing key 'model'")
     tokenizer = from_config(config["model"], where=f"{cfg_file}:model")

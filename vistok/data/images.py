@@ -14,6 +14,7 @@ import random
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,3 +229,65 @@ def list_images(root: str | Path) -> list[Path]:
     if not listing.files:
         raise no_images_error(listing)
     return listing.files
+
+
+def load_images(images: Any, size: int, max_pixels: int | None = MAX_PIXELS) -> torch.Tensor:
+    """Images for `Tokenizer.encode`, prepared exactly as the CLI prepares them: float (B, 3, size, size) in
+    [-1, 1] (`x_uint8 / 127.5 - 1`).
+
+    `images`: one item or a list of them; an item is a file path (str or Path), a PIL image (any mode), or a
+    uint8 numpy array (H, W), (H, W, 3) or (H, W, 4). Each is converted to RGB (`to_rgb`), its shorter side
+    resized to `size` (bicubic) and centre-cropped to a square (`resize_crop`). A file that cannot be read
+    raises an OSError naming it."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer (the tokenizer's image_size), got {size!r}")
+    single = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)
+                                                              and images.dtype == np.uint8)
+    items = [images] if single else list(images)
+    if not items:
+        raise ValueError("load_images got no images")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, (str, Path)):
+            img = load_rgb(item, max_pixels)
+        elif isinstance(item, Image.Image):
+            img = to_rgb(item)
+        elif isinstance(item, np.ndarray):
+            if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (3, 4)):
+                raise ValueError(f"image {i}: numpy arrays must be uint8 (H, W), (H, W, 3) or (H, W, 4), got "
+                                 f"{item.dtype} of shape {item.shape}"
+                                 + (" (float pixels: convert with (x * 255).round().astype(np.uint8) for [0, 1])"
+                                    if item.dtype.kind == "f" else ""))
+            img = to_rgb(Image.fromarray(np.ascontiguousarray(item)))
+        else:
+            raise ValueError(f"image {i}: expected a path, a PIL image or a uint8 numpy array, got "
+                             f"{type(item).__name__}")
+        out.append(pil_to_tensor(resize_crop(img, size)))
+    return torch.stack(out)  # (B, 3, size, size)
+
+
+AUGMENTS = ("none", "flip", "tencrop")
+TENCROP_SCALE = 1.1  # LlamaGen's crop_range: the ten crops come from a centre square 10% larger than `size`
+
+
+def augmented_views(img: Image.Image, size: int, augment: str = "none") -> list[tuple[str | None, Image.Image]]:
+    """(view name, size x size crop) of an image, as the pretokenization scripts of LlamaGen and TiTok offer:
+    "none": the centre crop (`resize_crop`), no name; "flip": "center" and its mirror "flip"; "tencrop": the
+    shorter side resized to round(1.1 * size) and centre-cropped, then its four corners ("tl", "tr", "bl",
+    "br") and centre ("center") at `size`, each also mirrored ("tl_flip", ...), as torchvision's TenCrop."""
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+    if augment == "none":
+        return [(None, resize_crop(img, size))]
+    if augment == "flip":
+        centre = resize_crop(img, size)
+        return [("center", centre), ("flip", centre.transpose(Image.FLIP_LEFT_RIGHT))]
+    big = max(size, round(size * TENCROP_SCALE))
+    square = resize_crop(img, big)
+    d = big - size
+    boxes = {"tl": (0, 0), "tr": (d, 0), "bl": (0, d), "br": (d, d), "center": (d // 2, d // 2)}
+    views: list[tuple[str | None, Image.Image]] = []
+    for name, (left, top) in boxes.items():
+        view = square.crop((left, top, left + size, top + size))
+        views += [(name, view), (f"{name}_flip", view.transpose(Image.FLIP_LEFT_RIGHT))]
+    return views

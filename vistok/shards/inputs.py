@@ -12,8 +12,11 @@ cannot read (see `scan_images`) are reported with task 0.
 
 `InputStream` runs in DataLoader workers: it decodes and crops images, stacks up to `batch_size` of them
 into a chunk, and reports unreadable inputs and finished tasks in the same ordered stream, so the main
-process only encodes and writes. Folder labels are not inferred (an image folder has no labels); webdataset
-samples carry `cls`/`label` when present.
+process only encodes and writes. Webdataset samples carry `cls`/`label` when present; an image folder's labels
+come from its class subfolders only when asked (`labels_from_folders`: `root/cat/x.png` gets the index of "cat"
+among the sorted subfolder names). With an augmentation (`augment="flip"` or `"tencrop"`, see
+`augmented_views`) every input gives several views, each with its own key (the input's key + `_<view>`) and
+its view name in the record.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from vistok.data.images import (
+    AUGMENTS,
     IMAGE_EXTENSIONS,
     MAX_PIXELS,
+    augmented_views,
     load_rgb,
     no_images_error,
     open_image_bytes,
     pil_to_tensor,
-    resize_crop,
     scan_images,
 )
 
@@ -62,10 +66,21 @@ class InputPlan:
     tasks: list[Task]
     num_inputs: int | None  # known up front for a folder only
     fingerprint: str  # sha256 of the ordered input names: a rerun must see the same inputs
+    labels: dict[str, int] | None = None  # class folder name -> label index (labels_from_folders)
 
     def job_info(self) -> dict[str, Any]:
-        return {"input_kind": self.kind, "inputs": self.sources, "num_inputs": self.num_inputs,
+        info = {"input_kind": self.kind, "inputs": self.sources, "num_inputs": self.num_inputs,
                 "inputs_sha256": self.fingerprint, "tasks": len(self.tasks), "keys": KEY_SCHEME}
+        if self.labels is not None:  # only when used: manifests written without labels stay resumable
+            info["labels"] = self.labels
+        return info
+
+    def label(self, rel: str) -> tuple[str, int] | None:
+        """(class name, index) of a folder input's relative path, when labels come from folders."""
+        if self.labels is None:
+            return None
+        name = Path(rel).parts[0]
+        return name, self.labels[name]
 
 
 def sample_key(task: int, index: int, name: str) -> str:
@@ -86,7 +101,17 @@ def expand_urls(inputs: list[str]) -> list[str]:
     return urls
 
 
-def plan_inputs(inputs: list[str] | str, shard_size: int) -> InputPlan:
+def folder_labels(root: Path, files: list[str]) -> dict[str, int]:
+    """Class name -> index from the first path component of each image (sorted names, as torchvision's
+    ImageFolder); a ValueError when an image lies directly in `root`, outside any class folder."""
+    loose = [f for f in files if len(Path(f).parts) < 2]
+    if loose:
+        raise ValueError(f"--labels-from-folders: {len(loose)} images lie directly in {root}, outside any class "
+                         f"folder (first: {loose[0]}); put each image under root/<class>/")
+    return {name: i for i, name in enumerate(sorted({Path(f).parts[0] for f in files}))}
+
+
+def plan_inputs(inputs: list[str] | str, shard_size: int, labels_from_folders: bool = False) -> InputPlan:
     """List the inputs and cut them into tasks; raises FileNotFoundError naming a missing folder/shard."""
     inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(i) for i in inputs]
     if shard_size < 1:
@@ -105,7 +130,11 @@ def plan_inputs(inputs: list[str] | str, shard_size: int) -> InputPlan:
             # entries the listing could not read are reported with task 0 (redone with it)
             tasks.append(Task(t, items, tuple(listing.skipped) if t == 0 else ()))
         digest = hashlib.sha256("\n".join(files).encode()).hexdigest()
-        return InputPlan("folder", str(root.resolve()), [str(root.resolve())], tasks, len(files), digest)
+        labels = folder_labels(root, files) if labels_from_folders else None
+        return InputPlan("folder", str(root.resolve()), [str(root.resolve())], tasks, len(files), digest, labels)
+    if labels_from_folders:
+        raise ValueError("--labels-from-folders needs an image folder as --input (webdataset samples carry their "
+                         "own cls/label)")
     urls = expand_urls(inputs)
     local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
     if urls and len(local) == len(urls) and not any(os.path.exists(u) for u in local):
@@ -163,15 +192,17 @@ def tar_samples(fileobj: Any) -> Iterator[dict[str, Any]]:
 class InputStream(IterableDataset):
     """Chunks {"images": (n, 3, S, S) | None, "meta": [n dicts], "skipped": [...], "ends": [...]}.
 
-    meta: {"task", "key", "source", "size": [W, H] before cropping, "label"?}; skipped: {"task", "source",
-    "reason"}; ends: {"task"} once every input of that task is in this or an earlier chunk. Each worker takes
-    every num_workers-th task, so a task's records stay in order within one worker's stream.
+    meta: {"task", "key", "source", "size": [W, H] before cropping, "label"?, "class"?, "view"?}; skipped:
+    {"task", "source", "reason"}; ends: {"task"} once every input of that task is in this or an earlier chunk.
+    Each worker takes every num_workers-th task, so a task's records stay in order within one worker's stream.
     """
 
     def __init__(self, plan: InputPlan, tasks: list[int], image_size: int, batch_size: int,
-                 max_pixels: int | None = MAX_PIXELS) -> None:
+                 max_pixels: int | None = MAX_PIXELS, augment: str = "none") -> None:
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
         self.plan, self.tasks, self.image_size, self.batch_size = plan, tasks, image_size, batch_size
-        self.max_pixels = max_pixels
+        self.max_pixels, self.augment = max_pixels, augment
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -179,16 +210,18 @@ class InputStream(IterableDataset):
         images: list[torch.Tensor] = []
         chunk = self._empty()
         for t in mine:
-            for image, record in self._task_records(self.plan.tasks[t]):
-                if image is None:
+            for img, record in self._task_records(self.plan.tasks[t]):
+                if img is None:
                     chunk["skipped"].append(record)
                     continue
-                images.append(image)
-                chunk["meta"].append(record)
-                if len(images) == self.batch_size:
-                    chunk["images"] = torch.stack(images)
-                    yield chunk
-                    images, chunk = [], self._empty()
+                for view, image in self._views(img):
+                    meta = record if view is None else {**record, "key": f"{record['key']}_{view}", "view": view}
+                    images.append(image)
+                    chunk["meta"].append(meta)
+                    if len(images) == self.batch_size:
+                        chunk["images"] = torch.stack(images)
+                        yield chunk
+                        images, chunk = [], self._empty()
             chunk["ends"].append({"task": t})
         if images or chunk["skipped"] or chunk["ends"]:
             chunk["images"] = torch.stack(images) if images else None
@@ -198,7 +231,7 @@ class InputStream(IterableDataset):
     def _empty() -> dict[str, Any]:
         return {"images": None, "meta": [], "skipped": [], "ends": []}
 
-    def _task_records(self, task: Task) -> Iterator[tuple[torch.Tensor | None, dict[str, Any]]]:
+    def _task_records(self, task: Task) -> Iterator[tuple[Image.Image | None, dict[str, Any]]]:
         if self.plan.kind == "folder":
             for rel, reason in task.skipped:
                 yield None, {"task": task.index, "source": rel, "reason": reason}
@@ -208,7 +241,11 @@ class InputStream(IterableDataset):
                 except OSError as e:
                     yield None, {"task": task.index, "source": rel, "reason": str(e)}
                     continue
-                yield self._crop(img), {"task": task.index, "key": key, "source": rel, "size": list(img.size)}
+                record = {"task": task.index, "key": key, "source": rel, "size": list(img.size)}
+                label = self.plan.label(rel)
+                if label is not None:
+                    record["class"], record["label"] = label
+                yield img, record
             return
         url = task.items[0][0]
         try:
@@ -219,7 +256,7 @@ class InputStream(IterableDataset):
                          "reason": f"unreadable input shard ({type(e).__name__}: {e})"}
 
     def _wds_record(self, t: int, j: int, url: str,
-                    sample: dict[str, Any]) -> tuple[torch.Tensor | None, dict[str, Any]]:
+                    sample: dict[str, Any]) -> tuple[Image.Image | None, dict[str, Any]]:
         key = sample["__key__"]
         source = f"{url}#{key}"
         ext = next((k for k in WDS_IMAGE_KEYS if k in sample), None)
@@ -238,10 +275,12 @@ class InputStream(IterableDataset):
                 except ValueError:
                     pass
                 break
-        return self._crop(img), record
+        return img, record
 
-    def _crop(self, img: Image.Image) -> torch.Tensor:
-        return pil_to_tensor(resize_crop(img, self.image_size))  # (3, S, S) in [-1, 1]
+    def _views(self, img: Image.Image) -> list[tuple[str | None, torch.Tensor]]:
+        """(view name, (3, S, S) in [-1, 1]); one unnamed centre crop without augmentation."""
+        return [(view, pil_to_tensor(crop)) for view, crop in augmented_views(img, self.image_size, self.augment)]
 
 
-__all__ = ["IMAGE_EXTENSIONS", "InputPlan", "InputStream", "Task", "plan_inputs", "sample_key", "tar_samples"]
+__all__ = ["IMAGE_EXTENSIONS", "InputPlan", "InputStream", "Task", "folder_labels", "plan_inputs", "sample_key",
+           "tar_samples"]

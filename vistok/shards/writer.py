@@ -1,7 +1,9 @@
 """The encode job: images in, webdataset token shards + manifest.json out (`vistok encode`).
 
 Each sample is `__key__`, `tokens.npy` ((K,) uint16 when the codebook has <= 65536 codes, else int32) and
-`json` ({"source", "size": [W, H] of the input, "label" when the input has one, "K"}). Loading runs in
+`json` ({"source", "size": [W, H] of the input, "label" when the input has one, "class" with
+--labels-from-folders, "view" with --augment, "K"}). With --labels-from-folders, `labels.json` (class name ->
+index) is written beside the shards and the mapping is in the manifest's job. Loading runs in
 DataLoader workers (`InputStream`), encoding in the main process; a shard is written as `*.tar.partial`,
 renamed to `*.tar` when closed, and its task is committed to the manifest after all its shards are renamed
 (see `manifest.py` for resume). With `torch.distributed` initialised each rank encodes a contiguous block of
@@ -27,12 +29,14 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from vistok.data.images import MAX_PIXELS
+from vistok.data.images import AUGMENTS, MAX_PIXELS
+from vistok.devices import resolve_device
 from vistok.shards.inputs import InputPlan, InputStream, plan_inputs
-from vistok.shards.manifest import Manifest, sha256_file
+from vistok.shards.manifest import Manifest, sha256_file, write_json_atomic
 from vistok.shards.verify import verify_shard
 
 log = logging.getLogger("vistok.shards")
+LABELS = "labels.json"  # class name -> label index, beside the shards (--labels-from-folders)
 TAR_MTIME = 946684800.0  # fixed member times: the same samples give byte-identical shards
 
 
@@ -108,8 +112,9 @@ class _TaskWriter:
         buf = io.BytesIO()
         np.save(buf, ids.numpy().astype(self.dtype), allow_pickle=False)
         info = {"source": meta["source"], "size": meta["size"], "K": int(ids.numel())}
-        if "label" in meta:
-            info["label"] = meta["label"]
+        for field in ("label", "class", "view"):
+            if field in meta:
+                info[field] = meta[field]
         self._tar.write({"__key__": key, "tokens.npy": buf.getvalue(), "json": json.dumps(info).encode()})
         self._count += 1
         self._tokens += int(ids.numel())
@@ -145,8 +150,7 @@ def _load_model(model: Any, device: str | torch.device | None) -> tuple[Any, str
         if not Path(model).exists():
             raise FileNotFoundError(f"model {model} not found (expected an export directory or a .ckpt file)")
         model = load_tokenizer(model)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), path
+    return model.to(resolve_device(device)).eval(), path
 
 
 def encode_to_shards(
@@ -162,14 +166,20 @@ def encode_to_shards(
     strict: bool = False,
     progress: bool = True,
     max_pixels: int | None = MAX_PIXELS,
+    labels_from_folders: bool = False,
+    augment: str = "none",
 ) -> EncodeSummary:
     """Encode an image folder or webdataset shards into token shards under `output` (resumable).
 
     `model` is a Tokenizer, an export directory or a .ckpt. Every check on the model and the settings runs
     before any input is read or any file written. A rerun verifies the shards of every finished task and
-    re-encodes the tasks whose shards are missing or damaged.
+    re-encodes the tasks whose shards are missing or damaged. `labels_from_folders`: each image of a folder gets
+    the index of its class subfolder (`labels.json` beside the shards); `augment`: "none", "flip" or "tencrop"
+    (`vistok.data.images.augmented_views`), each view its own sample and key.
     """
     check_settings(num_tokens, target_psnr, batch_size, shard_size, workers, device, max_pixels)
+    if augment not in AUGMENTS:
+        raise ValueError(f"--augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
     tok, model_path = _load_model(model, device)
     if target_psnr is not None and not hasattr(tok, "encode_adaptive"):
         raise ValueError("--target-psnr needs Tokenizer.encode_adaptive, which this vistok version does not have; "
@@ -178,12 +188,14 @@ def encode_to_shards(
         raise ValueError(f"--num-tokens {num_tokens} does not fit the model {model_path or type(tok).__name__}: "
                          f"it has 1..{tok.max_tokens} tokens")
     k = tok.max_tokens if num_tokens is None and target_psnr is None else num_tokens
-    plan = plan_inputs(inputs, shard_size)
+    plan = plan_inputs(inputs, shard_size, labels_from_folders)
 
     rank, world = _dist_info()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     job = {**plan.job_info(), "num_tokens": k, "target_psnr": target_psnr, "shard_size": shard_size}
+    if augment != "none":  # only when used: manifests written without it stay resumable
+        job["augment"] = augment
     manifest = Manifest(output, tokenizer_info(tok, model_path), job, rank, world)
     block = _block(len(plan.tasks), rank, world)
     manifest.adopt(block)
@@ -202,9 +214,11 @@ def encode_to_shards(
 
     start = time.perf_counter()
     encoded_now = _run(tok, plan, pending, output, manifest, k, target_psnr, batch_size, shard_size, workers,
-                       strict, progress and rank == 0, max_pixels)
+                       strict, progress and rank == 0, max_pixels, augment)
     seconds = time.perf_counter() - start
 
+    if plan.labels is not None and rank == 0:
+        write_json_atomic(output / LABELS, plan.labels)
     if world > 1:
         dist.barrier()
     doc = manifest.to_json()
@@ -238,13 +252,7 @@ def check_settings(num_tokens: Any, target_psnr: Any, batch_size: Any, shard_siz
     integer("--shard-size", shard_size, 1)
     integer("--workers", workers, 0)
     integer("--max-pixels", max_pixels, 1, none_ok=True)
-    if device is not None:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as e:
-            raise ValueError(f"--device {device!r} is not a device ({e})") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    resolve_device(device)  # "auto"/None, or a device this machine has
 
 
 def _block(num_tasks: int, rank: int, world: int) -> list[int]:
@@ -253,13 +261,13 @@ def _block(num_tasks: int, rank: int, world: int) -> list[int]:
 
 def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: Manifest, k: int | None,
          target_psnr: float | None, batch_size: int, shard_size: int, workers: int, strict: bool,
-         show: bool, max_pixels: int | None = MAX_PIXELS) -> int:
+         show: bool, max_pixels: int | None = MAX_PIXELS, augment: str = "none") -> int:
     from tqdm import tqdm
 
     if not pending:
         return 0
     dtype = np.dtype(np.uint16 if tok.codebook_size <= 65536 else np.int32)
-    stream = InputStream(plan, pending, tok.image_size, batch_size, max_pixels)
+    stream = InputStream(plan, pending, tok.image_size, batch_size, max_pixels, augment)
     workers = min(workers, len(pending))
     loader = DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
                         pin_memory=tok.device.type == "cuda")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +28,9 @@ def per_image_psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class AdaptiveEncoding:
-    """One 1-D int64 token tensor per image (iterate or index it like a list) and what the search found."""
+class AdaptiveEncoding(Sequence):
+    """One 1-D int64 token tensor per image (a `Sequence`: iterate or index it like a list; `Tokenizer.decode`
+    takes it as it is) and what the search found."""
 
     tokens: list[torch.Tensor]
     lengths: torch.Tensor  # (B,) chosen K

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,21 @@ def _check_sampling(steps: Any, guidance_scale: Any, seed: Any) -> None:
         raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+_ZERO_ONE_WARNED = False
+
+
+def _warn_zero_one(lo: float, hi: float) -> None:
+    """Once per process: a batch with no negative pixel is most likely in [0, 1], which passes the range check
+    but encodes as a washed-out image."""
+    global _ZERO_ONE_WARNED
+    if _ZERO_ONE_WARNED:
+        return
+    _ZERO_ONE_WARNED = True
+    warnings.warn(f"images have no negative values (range [{lo:.3g}, {hi:.3g}]): vistok expects pixels in [-1, 1], "
+                  "and [0, 1] (TiTok's and ToTensor's convention) is likely here; convert with x * 2 - 1, or load "
+                  "files with vistok.load_images(paths, tok.image_size). Shown once.", UserWarning, stacklevel=4)
 
 
 @configurable
@@ -86,7 +103,12 @@ class Tokenizer(nn.Module):
     # --- inference ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, images: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
-        """images (B, 3, H, W) float in [-1, 1] -> int64 ids (B, K), K = num_tokens or max_tokens."""
+        """images (B, 3, H, W) float in [-1, 1] -> int64 ids (B, K), K = num_tokens or max_tokens.
+
+        Pixels are in [-1, 1] (`x_uint8 / 127.5 - 1`), not [0, 1] (TiTok's and `ToTensor`'s convention: use
+        `x * 2 - 1`), at exactly `image_size` x `image_size`. `vistok.load_images(paths, tok.image_size)` loads
+        files, PIL images or uint8 arrays, resized and cropped as the CLI does, in this range. A batch with no
+        negative value at all but values in [0, 1] gives a warning (once per process)."""
         k = self._check_length(self.max_tokens if num_tokens is None else num_tokens)
         z = self.encoder(self.check_images(images))
         return self.quantizer(z).indices[:, :k]  # (B, K)
@@ -121,6 +143,8 @@ class Tokenizer(nn.Module):
                     f"images must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}] "
                     "(for uint8 pixels use x / 127.5 - 1)"
                 )
+            if lo >= 0:
+                _warn_zero_one(lo, hi)
         return images
 
     def encode_adaptive(self, images: torch.Tensor, target_psnr: float):
@@ -135,13 +159,14 @@ class Tokenizer(nn.Module):
     @torch.no_grad()
     def decode(
         self,
-        ids: torch.Tensor | list[torch.Tensor],
+        ids: torch.Tensor | Sequence[torch.Tensor],
         steps: int | None = None,
         guidance_scale: float | None = None,
         seed: int | None = None,
     ) -> torch.Tensor:
-        """int64 ids (B, K) with 1 <= K <= N, or a list of 1-D id tensors of different lengths -> images
-        (B, 3, H, W) in [-1, 1]. `steps`, `guidance_scale`, `seed` drive a generative decoder's sampler and
+        """int64 ids (B, K) with 1 <= K <= N, or a sequence of 1-D id tensors of different lengths (a list, a
+        tuple, the `AdaptiveEncoding` of `encode_adaptive`, any iterable) -> images (B, 3, H, W) in [-1, 1].
+        `steps`, `guidance_scale`, `seed` drive a generative decoder's sampler and
         are ignored by a pixel decoder."""
         _check_sampling(steps, guidance_scale, seed)
         ids, valid = self._batch_ids(ids)
@@ -156,12 +181,17 @@ class Tokenizer(nn.Module):
             raise ValueError(f"number of tokens must be in 1..{self.max_tokens}, got {k}")
         return k
 
-    def _batch_ids(self, ids: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Validate ids; a list of 1-D tensors becomes a padded (B, K_max) batch and a (B, K_max) mask."""
-        if isinstance(ids, (list, tuple)):
-            if not ids:
-                raise ValueError("decode got an empty list of token sequences")
+    def _batch_ids(self, ids: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate ids; a sequence of 1-D tensors (a list, a tuple, an `AdaptiveEncoding`, any iterable that is
+        not itself a tensor) becomes a padded (B, K_max) batch and a (B, K_max) mask."""
+        if isinstance(ids, np.ndarray):
+            if ids.dtype.kind not in "iu":
+                raise ValueError(f"token ids must be integers, got a numpy array of {ids.dtype}")
+            ids = torch.from_numpy(ids.astype(np.int64))
+        if not isinstance(ids, (torch.Tensor, str, bytes)) and hasattr(ids, "__iter__"):
             seqs = [torch.as_tensor(t) for t in ids]
+            if not seqs:
+                raise ValueError("decode got an empty list of token sequences")
             for i, t in enumerate(seqs):
                 if t.ndim != 1:
                     raise ValueError(f"sequence {i} must be 1-D, got shape {tuple(t.shape)}")
@@ -175,7 +205,7 @@ class Tokenizer(nn.Module):
                 valid[i, : t.numel()] = True
             return batch, (None if bool(valid.all()) else valid)
         if not isinstance(ids, torch.Tensor) or ids.ndim != 2:
-            raise ValueError(f"token ids must be an int64 tensor (B, K) or a list of 1-D tensors, got "
+            raise ValueError(f"token ids must be an int64 tensor (B, K) or a sequence of 1-D tensors, got "
                              f"{tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__}")
         self._check_length(int(ids.shape[1]))
         self.quantizer.check_indices(ids)
