@@ -31,7 +31,8 @@ TARGETS = {"photos_psnr": 20.0, "photos_gain": 3.0, "patches_psnr": 23.0, "colou
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted(out.glob("logs/version_*/checkpoints/last.ckpt"), key=lambda f: f.stat().st_mtime)
+    """The run's checkpoint: `vistok fit` keeps one run directory (`--trainer.default_root_dir`) per run."""
+    ckpts = sorted(out.glob("checkpoints/last*.ckpt"), key=lambda f: f.stat().st_mtime)
     return ckpts[-1] if ckpts else None
 
 
@@ -62,14 +63,14 @@ def main() -> None:
     t0 = time.time()
     if not a.skip_training:
         cmd = [str(Path(sys.executable).with_name("vistok")), "fit", "--config", a.config,
-               f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
+               f"--trainer.default_root_dir={out}",  # the run directory: logs and checkpoints/last.ckpt
                "--trainer.precision=32-true"]  # fp32 everywhere: the same figures on every CPU
         print("+", " ".join(cmd + fit_args), flush=True)
         subprocess.run(cmd + fit_args, check=True)
     train_s = time.time() - t0
     ckpt = _latest_checkpoint(out)
     if ckpt is None:
-        raise SystemExit(f"no checkpoint under {out}/logs; run without --skip-training")
+        raise SystemExit(f"no checkpoint under {out}/checkpoints; run without --skip-training")
     trained_steps = int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"])
     planned = _planned_steps(a.config, fit_args)
     cut = planned is not None and trained_steps < planned

@@ -4,13 +4,21 @@ A source is "sample" (random-resized crops of scikit-image's bundled photos for 
 patches of the held-out photos for validation), "sample-photos" (the held-out photos resized whole), a folder
 of images, or webdataset URLs (brace patterns allowed, e.g. "/data/train-{000000..000999}.tar"). Sources are
 checked when the module is built, so a wrong path fails before any training starts.
+
+Map-style training sources (the sample photos, folders) are read through a `ResumableSampler`: the order and
+every crop are a function of (`seed`, epoch), and the module's `state_dict` (saved in every checkpoint) records
+the epoch and the batches consumed, so a resumed run continues with the next batch the interrupted one would
+have read. Webdataset sources are iterable: a resumed run restarts their stream (not exact).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
 
 from vistok.data.folder import (
@@ -21,6 +29,7 @@ from vistok.data.folder import (
     webdataset_images,
 )
 from vistok.data.images import MAX_PIXELS
+from vistok.data.resumable import ResumableSampler
 from vistok.data.sample import SamplePhotoCrops
 
 SAMPLE_SOURCES = ("sample", "sample-photos")
@@ -60,9 +69,11 @@ class ImageDataModule(pl.LightningDataModule):
         train_length: int = 100_000,
         val_length: int = 256,
         max_pixels: int | None = MAX_PIXELS,
+        seed: int | None = None,
     ) -> None:
         """`max_pixels`: images with more pixels are skipped (checked from the header, before decoding);
-        null for no limit."""
+        null for no limit. `seed`: of the training order and crops (None: torch's initial seed, which
+        `seed_everything` sets); a resumed run keeps its checkpoint's."""
         super().__init__()
         for name, value, low in (("image_size", image_size, 1), ("batch_size", batch_size, 1),
                                  ("val_batch_size", val_batch_size, 1), ("num_workers", num_workers, 0),
@@ -79,7 +90,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers, self.strict = num_workers, strict
         self.train_length, self.val_length = train_length, val_length
         self.max_pixels = max_pixels
+        self.seed = seed
         self._train_ds = None
+        self._sampler_seed: int | None = None
+        self._resume: dict[str, int] | None = None  # the data position of a restored checkpoint
 
     def setup(self, stage: str) -> None:
         # The training source is listed and probed here, before the sanity check and any training step.
@@ -98,15 +112,43 @@ class ImageDataModule(pl.LightningDataModule):
         else:
             ds = self._dataset(source, train)
         iterable = not hasattr(ds, "__len__")
+        sampler = self._train_sampler(len(ds)) if train and not iterable else None
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.val_batch_size,
-            shuffle=train and not iterable,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_images,
             drop_last=train,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _train_sampler(self, length: int) -> ResumableSampler:
+        if self._sampler_seed is None:
+            self._sampler_seed = int(self.seed if self.seed is not None else torch.initial_seed() % 2**31)
+        sampler = ResumableSampler(length, self._sampler_seed, self.batch_size)
+        if self._resume is not None:  # the first training loader after a restore starts where the run stopped
+            epoch, batches = self._resume["epoch"], self._resume["batches"]
+            if batches >= len(sampler) // self.batch_size:  # saved at the end of an epoch
+                epoch, batches = epoch + 1, 0
+            sampler.set_epoch(epoch)  # Lightning sets it too, but only after fetching the first batch
+            sampler.skip(epoch, batches)
+            self._resume = None
+            # Lightning cannot see that this loader resumes (its position lives here, not in the loader).
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        return sampler
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the sampler's seed, and the epoch and batches (of this epoch) trained."""
+        if self._sampler_seed is None or self.trainer is None:
+            return {}
+        loop = self.trainer.fit_loop.epoch_loop  # batch_idx: the index, in the epoch, of the batch being trained
+        return {"seed": self._sampler_seed, "epoch": self.trainer.current_epoch, "batches": loop.batch_idx + 1}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self._sampler_seed = int(state["seed"])
+            self._resume = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train, True)

@@ -49,7 +49,10 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, Any] | None:
+    def __getitem__(self, i: int | tuple[int, int]) -> dict[str, Any] | None:
+        """`i`: an index, or (index, item seed) from a `ResumableSampler` (the training crop and flip are then
+        drawn from that seed instead of torch's RNG)."""
+        i, seed = i if isinstance(i, tuple) else (i, None)
         path = self.files[i]
         try:
             img = load_rgb(path, self.max_pixels)
@@ -58,7 +61,9 @@ class ImageFolderDataset(Dataset):
                 raise
             log.warning("skipping %s", e)
             return None
-        rng = random.Random(int(torch.randint(0, 2**62, (1,)))) if self.train else None
+        if seed is None and self.train:
+            seed = int(torch.randint(0, 2**62, (1,)))
+        rng = random.Random(seed) if self.train else None
         img = resize_crop(img, self.size, rng, self.flip and self.train)
         return {"image": pil_to_tensor(img), "key": str(path.relative_to(self.root).with_suffix(""))}
 

@@ -7,7 +7,9 @@ learned. Two held-out sets, never trained on:
 - `"val"`: native-resolution `size` px patches of coffee.png and rocket.jpg (what the first demo measured);
 - `"photos"`: whole held-out pictures as users feed them, resized to `size` px: each of coffee.png, rocket.jpg
   (scikit-image) and grace_hopper.jpg (matplotlib) centre-cropped whole, then views covering 25%-100% of it.
-Held-out samples are a pure function of (seed, i); training crops draw from torch's RNG (seeded per worker).
+Held-out samples are a pure function of (seed, i). Training crops draw from the item seed that
+`vistok.data.resumable.ResumableSampler` passes with each index (`ds[(i, item_seed)]`: reproducible and
+resumable), or from torch's RNG for a plain index.
 """
 
 from __future__ import annotations
@@ -92,15 +94,19 @@ class SamplePhotoCrops(Dataset):
         self.scale = (float(scale[0]), float(scale[1]))
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
-        # Held-out samples are a pure function of (seed, i); training crops draw from torch's RNG, which the
-        # DataLoader seeds per worker, so every epoch sees new crops and runs stay reproducible.
+        # Held-out samples are a pure function of (seed, i); training crops draw from the item seed given with
+        # the index (ResumableSampler: a function of seed, epoch and index) or else from torch's RNG.
         self.fixed = split != "train"
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | str]:
-        seed = hash((self.seed, i)) if self.fixed else int(torch.randint(0, 2**62, (1,)))
+    def __getitem__(self, i: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        i, drawn = i if isinstance(i, tuple) else (i, None)  # (index, item seed) from a ResumableSampler
+        if self.fixed:
+            seed = hash((self.seed, i))
+        else:
+            seed = drawn if drawn is not None else int(torch.randint(0, 2**62, (1,)))
         rng = random.Random(seed)
         if self.split == "train":
             photo = rng.choices(self.photos, self.weights)[0]

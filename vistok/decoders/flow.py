@@ -121,6 +121,9 @@ class FlowDecoder(nn.Module):
         self.objective = RectifiedFlow(cond_drop_prob, logit_mean, logit_std)
         self.sampler = EulerSampler(sampler_shift)
         self.sample_steps = sample_steps
+        # The training draws (noise, sigma, condition dropout); None: torch's global RNG. A trainer may set a
+        # generator (on this module's device) and checkpoint its state for an exact resume.
+        self.generator: torch.Generator | None = None
 
     # --- the velocity network ------------------------------------------------------------------------------
     def condition(self, codes: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -177,7 +180,8 @@ class FlowDecoder(nn.Module):
                       images: torch.Tensor) -> tuple[torch.Tensor, None]:
         """The rectified-flow loss for a batch; no reconstruction (that needs the sampler)."""
         context = self.condition(codes, valid)
-        loss = self.objective.loss(self, self.to_space(images), context, self.null_condition(codes.shape[0]))
+        loss = self.objective.loss(self, self.to_space(images), context, self.null_condition(codes.shape[0]),
+                                   self.generator)
         return loss, None
 
     def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, steps: int | None = None,

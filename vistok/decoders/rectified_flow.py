@@ -58,12 +58,16 @@ class RectifiedFlow:
         )
 
     def loss(self, velocity: Velocity, x0: torch.Tensor, context: torch.Tensor,
-             null_context: torch.Tensor) -> torch.Tensor:
-        """x0 (B, ...) clean inputs; context / null_context (B, N, D). Returns the scalar fp32 loss."""
+             null_context: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x0 (B, ...) clean inputs; context / null_context (B, N, D). Returns the scalar fp32 loss.
+
+        Every random draw (noise, sigma, condition dropout) comes from `generator` (None: torch's global
+        RNG); they are drawn on the generator's device and moved to x0's."""
         b = x0.shape[0]
-        noise = torch.randn_like(x0)
-        sigma = self.sample_sigma(b, x0.device).to(x0.dtype)  # (B,)
-        drop = torch.rand(b, device=x0.device) < self.cond_drop_prob  # (B,) True: use the null condition
+        device = x0.device if generator is None else generator.device
+        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype).to(x0.device)
+        sigma = self.sample_sigma(b, device, generator).to(x0.device, x0.dtype)  # (B,)
+        drop = torch.rand(b, generator=generator, device=device).to(x0.device) < self.cond_drop_prob  # (B,) null
         context = torch.where(drop[:, None, None], null_context.to(context.dtype), context)
         pred = velocity(self.interpolate(x0, noise, sigma), sigma, context)
         return F.mse_loss(pred.float(), self.target(x0, noise).float())

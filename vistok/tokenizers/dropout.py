@@ -9,6 +9,9 @@
   removed so the decoder sees K tokens. It runs after the quantizer, so the quantizer loss covers all N.
 
 Both return `(codes, valid)`: codes (B, K', d) and valid (B, K') bool or None (all valid).
+
+Lengths are drawn on the CPU from `self.generator` (a CPU `torch.Generator`; None: torch's global RNG). A
+trainer that sets it and checkpoints its state gets the same lengths after a resume as without one.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class NestedDropout(nn.Module):
             raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
         self.num_tokens, self.distribution, self.full_prob = num_tokens, distribution, full_prob
         self.enabled = True  # switched off during a warm-up phase
+        self.generator: torch.Generator | None = None  # CPU generator for the training draws
 
     def sample(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         k = sample_lengths(batch, self.num_tokens, self.distribution, generator)
@@ -65,7 +69,7 @@ class NestedDropout(nn.Module):
     def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not (self.training and self.enabled):
             return codes, None
-        k = self.sample(codes.shape[0]).to(codes.device)  # (B,)
+        k = self.sample(codes.shape[0], self.generator).to(codes.device)  # (B,)
         valid = torch.arange(codes.shape[1], device=codes.device)[None] < k[:, None]  # (B, N)
         return codes, valid
 
@@ -76,6 +80,7 @@ class TailDrop(nn.Module):
         super().__init__()
         self.num_tokens = num_tokens
         self.enabled = True
+        self.generator: torch.Generator | None = None  # CPU generator for the training draws
 
     def sample(self, generator: torch.Generator | None = None) -> int:
         return int(torch.randint(1, self.num_tokens + 1, (1,), generator=generator))
@@ -83,4 +88,4 @@ class TailDrop(nn.Module):
     def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not (self.training and self.enabled):
             return codes, None
-        return codes[:, : self.sample()], None  # (B, K, d)
+        return codes[:, : self.sample(self.generator)], None  # (B, K, d)

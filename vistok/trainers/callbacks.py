@@ -1,4 +1,4 @@
-"""Training callbacks: quantizer warm-up, reconstruction grids, codebook usage.
+"""Training callbacks: quantizer warm-up, reconstruction grids, codebook usage, periodic checkpoints.
 
 EMA weights come from Lightning's own `EMAWeightAveraging` (used for validation and saved as the
 checkpoint's `state_dict`, hence exported).
@@ -6,11 +6,13 @@ checkpoint's `state_dict`, hence exported).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from vistok.metrics.report import save_image_grid
 from vistok.tokenizers.dropout import pow2_lengths
@@ -108,13 +110,53 @@ class PCAInit(pl.Callback):
         from vistok.tokenizers.pca_init import pca_init
 
         loader = trainer.datamodule.train_dataloader()
-        images, n = [], 0
-        for batch in loader:
-            images.append(batch["image"])
-            n += batch["image"].shape[0]
-            if n >= self.num_images:
-                break
+        images, n, epoch = [], 0, 0
+        while n < self.num_images:  # more than one pass over a small training set (new crops each epoch)
+            if hasattr(loader.sampler, "set_epoch"):
+                loader.sampler.set_epoch(epoch)
+            before = n
+            for batch in loader:
+                images.append(batch["image"])
+                n += batch["image"].shape[0]
+                if n >= self.num_images:
+                    break
+            if n == before:
+                break  # an empty source: pca_init says how many images it needs
+            epoch += 1
         stats = pca_init(pl_module.tokenizer, torch.cat(images)[: self.num_images], self.alpha)
         if trainer.is_global_zero:
             print(f"PCA initialisation on {int(stats['images'])} training images: the linear paths keep "
                   f"{100 * stats['explained_variance']:.1f}% of the variance")
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """`last.ckpt` every `every_n_train_steps` steps or every `every_n_minutes` minutes, whichever comes first,
+    and at the end of training; a run killed at any moment loses at most that much work and resumes with
+    `vistok fit --config ... --ckpt_path last`. Other ModelCheckpoint arguments pass through (`save_top_k`: 0,
+    only `last.ckpt`; >0 with a `monitor` keeps the best ones too). The directory is `<run>/checkpoints`.
+
+    Lightning's ModelCheckpoint refuses both triggers together in its constructor although its batch-end check
+    handles both (save when either is due); this sets the time trigger after construction."""
+
+    def __init__(self, every_n_train_steps: int | None = 500, every_n_minutes: float | None = 5.0,
+                 save_last: bool = True, save_top_k: int = 0, **kwargs: Any) -> None:
+        super().__init__(every_n_train_steps=every_n_train_steps, save_last=save_last, save_top_k=save_top_k,
+                         **kwargs)
+        if every_n_minutes is not None and every_n_minutes <= 0:
+            raise ValueError(f"every_n_minutes must be > 0 or null, got {every_n_minutes}")
+        self._train_time_interval = timedelta(minutes=every_n_minutes) if every_n_minutes else None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # The last step when no trigger fell on it; here, before the EMA callback's on_train_end puts the
+        # averaged weights into the model (a checkpoint then would resume from them).
+        if 0 < trainer.max_steps <= trainer.global_step:
+            self._save_final(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_final(trainer)  # other stops (max_time, max_epochs)
+
+    def _save_final(self, trainer: pl.Trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -3,10 +3,17 @@
 The resolved config is saved next to each run (LightningCLI's SaveConfigCallback); a misspelt key fails at
 parse time, before any data is read or model built, with jsonargparse's message naming the key: printed first
 and alone, with a one-line hint to `--help` (jsonargparse's default prints the whole usage block before it).
+
+One run, one directory: `trainer.default_root_dir` (default `runs`) is the run directory. The CSV/TensorBoard
+logger writes straight into it (its `save_dir` follows the root, no `name`/`version_N` level), and checkpoint
+callbacks without a `dirpath` write to `<root>/checkpoints`, so a rerun with the same root and
+`--ckpt_path last` (or an explicit path) resumes the run in place:
+`<root>/{config.yaml, metrics.csv, hparams.yaml, checkpoints/last.ckpt, reconstructions/}`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -16,6 +23,19 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from vistok.data.datamodule import ImageDataModule
 from vistok.quiet import silence_known_noise
 from vistok.trainers.system import TokenizerSystem
+
+# Loggers whose directory is save_dir/name/version: made to write into the run directory itself.
+DIRECTORY_LOGGERS = ("CSVLogger", "TensorBoardLogger")
+
+
+def _loggers(logger: Any) -> list[Any]:
+    if isinstance(logger, list):
+        return [x for x in logger if hasattr(x, "class_path")]
+    return [logger] if hasattr(logger, "class_path") else []
+
+
+def _local(path: str) -> bool:
+    return "://" not in str(path)
 
 
 class VistokArgumentParser(LightningArgumentParser):
@@ -34,7 +54,40 @@ class VistokArgumentParser(LightningArgumentParser):
 
 
 class VistokCLI(LightningCLI):
-    pass
+    def _run_root(self) -> str:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        return str(config.trainer.default_root_dir or "runs")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        root = self._run_root()
+        for logger in _loggers(config.trainer.logger):
+            init = logger.init_args
+            if logger.class_path.rsplit(".", 1)[-1] in DIRECTORY_LOGGERS:  # save_dir is required: overridden
+                init.save_dir, init.name, init.version = root, "", ""
+            elif "save_dir" in init and init.get("save_dir") in (None, "", "."):
+                init.save_dir = root  # e.g. WandbLogger's offline files
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        root = self._run_root()
+        for cb in self.trainer.checkpoint_callbacks:
+            if getattr(cb, "dirpath", "") is None:  # not set by the user: the run's own directory
+                path = os.path.join(root, "checkpoints")
+                cb.dirpath = os.path.realpath(os.path.expanduser(path)) if _local(path) else path
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if not trainer.is_global_zero:
+            return
+        ckpt = next((cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")),
+                    None)
+        where = f"checkpoint {ckpt}" if ckpt else "no checkpoint written"
+        print(f"vistok fit: {trainer.global_step} steps; {where}; run directory {self._run_root()}")
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                   if getattr(v, "numel", lambda: 1)() == 1 and k.split("/")[-1] in ("loss", "psnr", "flow", "recon")}
+        if metrics:
+            print("final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
 
 
 def cli_main(args: list[str] | None = None) -> VistokCLI:

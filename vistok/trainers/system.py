@@ -2,7 +2,9 @@
 
 Loss = reconstruction (L1/L2; or a generative decoder's own objective, e.g. rectified flow) + quantizer
 auxiliary loss. One step shared by training and validation; EMA, recon grids, codebook usage and the quantizer
-warm-up are callbacks (`vistok.trainers.callbacks`).
+warm-up are callbacks (`vistok.trainers.callbacks`). Training randomness (token-dropout lengths, flow noise)
+comes from per-module generators whose states every checkpoint keeps (`vistok.trainers.rng`), so a resumed run
+continues exactly where the interrupted one stopped.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 from torch.optim.lr_scheduler import LambdaLR
 
 from vistok.configurable import to_config
 from vistok.tokenizers.dropout import pow2_lengths
 from vistok.tokenizers.tokenizer import Tokenizer
 from vistok.trainers.losses import psnr, reconstruction_loss
+from vistok.trainers.rng import TrainingRNG
 from vistok.trainers.schedule import warmup_cosine
 
 
@@ -39,6 +43,8 @@ class TokenizerSystem(pl.LightningModule):
         super().__init__()
         self.tokenizer = tokenizer
         self.save_hyperparameters(ignore=["tokenizer"])
+        self._rng: TrainingRNG | None = None
+        self._rng_to_load: list[dict[str, Any]] | None = None
 
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch["image"]  # (B, 3, H, W)
@@ -107,6 +113,35 @@ class TokenizerSystem(pl.LightningModule):
         sched = LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup, hp.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    # --- random state: seeded at the start of fit, saved per rank in every checkpoint, restored on resume ------
+    def on_fit_start(self) -> None:
+        # After the checkpoint's weights and the model's device are in place, before the sanity check.
+        self._rng = TrainingRNG(self.tokenizer)
+        self._rng.seed(torch.initial_seed(), self.global_rank)
+        if self._rng_to_load:
+            states = self._rng_to_load
+            self._rng.load(states[self.global_rank] if len(states) == self.trainer.world_size else states[0])
+            self._rng_to_load = None
+
+    def on_validation_start(self) -> None:
+        if self._rng is not None:
+            self._rng.enter_validation()
+
+    def on_validation_end(self) -> None:
+        if self._rng is not None:
+            self._rng.leave_validation()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_load = checkpoint.get("vistok_rng")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets `vistok export` rebuild the tokenizer from the checkpoint with no config file and no pickle.
         checkpoint["vistok_config"] = to_config(self.tokenizer)
+        if self._rng is not None:  # every rank builds the checkpoint, rank 0 writes it: gather each rank's state
+            state = self._rng.state()
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                states: list[Any] = [None] * dist.get_world_size()
+                dist.all_gather_object(states, state)
+            else:
+                states = [state]
+            checkpoint["vistok_rng"] = states
