@@ -56,15 +56,24 @@ def main() -> None:
     p.add_argument("--patches", type=int, default=256, help="held-out native-resolution patches to measure")
     p.add_argument("--fid-images", type=int, default=192, help="images for the rFID figure")
     p.add_argument("--skip-training", action="store_true", help="reuse the newest checkpoint under --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from --out/checkpoints/last.ckpt instead of starting afresh")
     # Anything else is passed to `vistok fit`, e.g. --trainer.max_steps=100
     a, fit_args = p.parse_known_args()
     out = Path(a.out)
 
     t0 = time.time()
     if not a.skip_training:
+        if not a.resume:  # a fresh run: the demo's own run directory is started anew
+            for stale in (out / "checkpoints", out / "metrics.csv"):
+                if stale.exists():
+                    print(f"removing the previous demo run's {stale} (use --resume to continue it)")
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         cmd = [str(Path(sys.executable).with_name("vistok")), "fit", "--config", a.config,
                f"--trainer.default_root_dir={out}",  # the run directory: logs and checkpoints/last.ckpt
                "--trainer.precision=32-true"]  # fp32 everywhere: the same figures on every CPU
+        if a.resume:
+            cmd.append("--ckpt_path=last")
         print("+", " ".join(cmd + fit_args), flush=True)
         subprocess.run(cmd + fit_args, check=True)
     train_s = time.time() - t0
@@ -169,7 +178,8 @@ def main() -> None:
     if cut:
         bar = "!" * 100
         print(f"\n{bar}\nTHIS RUN WAS CUT SHORT: it trained {trained_steps} of {planned} steps (a time cap or an "
-              f"interrupt), so\nits figures are NOT the demo's. Rerun on an idle machine without a time cap.\n{bar}")
+              f"interrupt), so\nits figures are NOT the demo's. Finish it with `python scripts/demo.py --resume` "
+              f"(no time cap).\n{bar}")
 
 
 if __name__ == "__main__":
