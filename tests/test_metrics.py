@@ -190,6 +190,25 @@ def test_psnr_ssim_and_lpips_hook(tmp_path):
     assert PixelMetrics().compute()["lpips"] is None
 
 
+def test_one_psnr_on_8bit_pixels():
+    """Eval, adaptive encoding, the ladder and training logs all use `per_image_psnr`: 8-bit pixels, capped."""
+    from tests.conftest import photo_batch
+    from vistok.data.images import tensor_to_uint8, to_uint8
+    from vistok.metrics.psnr import PSNR_CAP, per_image_psnr
+
+    x = photo_batch(4)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(-1, 1)
+    torch.testing.assert_close(per_image_psnr(y, x), psnr_ssim(x, y)[0])
+    assert torch.all(per_image_psnr(x + 0.001, x) == PSNR_CAP)  # below half a level: the same 8-bit image
+    levels = (y.clamp(-1, 1) + 1) * 127.5
+    mse = (levels.round() - ((x + 1) * 127.5).round()).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(per_image_psnr(y, x), 10 * torch.log10(255**2 / mse))
+    assert to_uint8(y).dtype == torch.uint8 and to_uint8(y).shape == y.shape
+    assert (tensor_to_uint8(y[0]) == to_uint8(y[0]).permute(1, 2, 0).numpy()).all()
+    with pytest.raises(ValueError, match="differ in shape"):
+        per_image_psnr(x, x[:, :, :8])
+
+
 @pytest.mark.parametrize("codec,ext,extra", [("jpeg", "jpg", {}), ("webp", "webp", {"method": 6})])
 def test_baseline_bytes_are_encoded_file_sizes(tmp_path, codec, ext, extra):
     from tests.conftest import photo_batch
@@ -223,6 +242,19 @@ def test_codebook_stats():
     assert out["perplexity"] == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-6)
     with pytest.raises(ValueError, match="0..7"):
         stats.update(torch.tensor([[8]]))
+
+
+def test_one_codebook_usage_computation():
+    """The training batch metrics (`usage_metrics`) and eval's `CodebookStats` agree on the same ids."""
+    from vistok.quantizers.base import usage_metrics
+
+    ids = torch.randint(0, 50, (16, 8), generator=torch.Generator().manual_seed(0)) * 3  # some codes unused
+    stats = CodebookStats(200)
+    stats.update(ids)
+    out, batch = stats.compute(), usage_metrics(ids, 200)
+    assert float(batch["usage"]) == pytest.approx(out["codebook_usage"])
+    assert float(batch["perplexity"]) == pytest.approx(out["perplexity"], rel=1e-6)
+    assert CodebookStats(4).compute()["perplexity"] == 1.0  # nothing seen: no NaN
 
 
 def test_rate_distortion_plot_is_a_png(tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from vistok.data.images import load_rgb, pil_to_tensor, resize_crop
+from vistok.metrics.psnr import per_image_psnr
 from vistok.metrics.report import save_image_grid
-from vistok.tokenizers.adaptive import per_image_psnr
 from vistok.tokenizers.dropout import pow2_lengths
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from vistok.data.images import to_uint8
 from vistok.metrics.frechet import frechet_distance
 
 FEATURE_DIM = 2048
@@ -59,11 +60,6 @@ def find_inception(path: str | Path | None = None) -> Path:
     if found is None:
         raise FileNotFoundError(f"no FID Inception weights: {INSTALL_HINT}")
     return found
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) float in [-1, 1] -> uint8, rounded like `tensor_to_uint8`."""
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 class InceptionFeatures(nn.Module):

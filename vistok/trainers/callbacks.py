@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from vistok.metrics.codebook import code_counts, usage_from_counts
 from vistok.metrics.report import save_image_grid
 from vistok.tokenizers.dropout import pow2_lengths
 
@@ -84,15 +85,13 @@ class CodebookUsage(pl.Callback):
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if outputs and "indices" in outputs:
-            ids = outputs["indices"].reshape(-1)
-            self._counts += torch.bincount(ids, minlength=self._counts.numel())
+            self._counts += code_counts(outputs["indices"], self._counts.numel())
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        counts = trainer.strategy.reduce(self._counts.float(), reduce_op="sum")
-        p = counts / counts.sum().clamp(min=1)
-        perplexity = torch.exp(-(p * p.clamp(min=1e-12).log()).sum())
-        pl_module.log("val/codebook_usage", (counts > 0).float().mean(), sync_dist=False)
-        pl_module.log("val/codebook_perplexity", perplexity, sync_dist=False)
+        counts = trainer.strategy.reduce(self._counts, reduce_op="sum")  # summed over processes
+        stats = usage_from_counts(counts)
+        pl_module.log("val/codebook_usage", stats["usage"].float(), sync_dist=False)
+        pl_module.log("val/codebook_perplexity", stats["perplexity"].float(), sync_dist=False)
 
 
 class PCAInit(pl.Callback):
