@@ -67,6 +67,22 @@ def test_adaptive_encoding_meets_its_target_wherever_the_full_length_does(traine
     assert sum(result.histogram().values()) == len(x)
 
 
+def test_prefix_decoding_encodes_once_and_decodes_each_k(trained, monkeypatch):
+    from vistok.tokenizers import dropout, prefixes
+
+    assert dropout.pow2_lengths is prefixes.pow2_lengths and prefixes.pow2_lengths(12) == [1, 2, 4, 8, 12]
+    x = TRAIN[:4]
+    ids = trained.encode(x)
+    calls = []
+    encode = trained.encode
+    monkeypatch.setattr(trained, "encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
+    got = list(prefixes.prefix_reconstructions(trained, x))
+    assert len(calls) == 1 and [k for k, _ in got] == pow2_lengths(trained.max_tokens)
+    for k, recon in got:
+        torch.testing.assert_close(recon, trained.decode(ids[:, :k]))
+    assert [k for k, _ in prefixes.decode_prefixes(trained, ids, [3, 5])] == [3, 5]
+
+
 def test_adaptive_psnr_is_the_psnr_eval_reports(trained, tmp_path):
     """For the images adaptive encoding gave K tokens, `vistok eval --num-tokens K` reports the mean of the
     PSNRs the adaptive encoding reported (one PSNR definition: 8-bit, per image, capped)."""

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from vistok.metrics.codebook import code_counts, usage_from_counts
 from vistok.metrics.report import save_image_grid
-from vistok.tokenizers.dropout import pow2_lengths
+from vistok.tokenizers.prefixes import pow2_lengths, prefix_reconstructions
 
 
 class QuantizerWarmup(pl.Callback):
@@ -65,9 +65,8 @@ class ReconstructionGrid(pl.Callback):
         if self._batch is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
         tok, x = pl_module.tokenizer, self._batch
-        ids = tok.encode(x)
         ks = pow2_lengths(tok.max_tokens) if tok.token_dropout is not None else [tok.max_tokens]
-        columns = [x] + [tok.decode(ids[:, :k]) for k in ks]
+        columns = [x] + [recon for _, recon in prefix_reconstructions(tok, x, ks)]
         out = Path(trainer.log_dir or ".") / "reconstructions" / f"step_{trainer.global_step:06d}.png"
         save_image_grid(columns, out, ["input"] + [f"K={k}" for k in ks], f"step {trainer.global_step}")
         self._batch = None

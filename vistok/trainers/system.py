@@ -18,7 +18,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from vistok.configurable import to_config
 from vistok.metrics.psnr import per_image_psnr
-from vistok.tokenizers.dropout import pow2_lengths
+from vistok.tokenizers.prefixes import prefix_reconstructions
 from vistok.tokenizers.tokenizer import Tokenizer
 from vistok.trainers.losses import reconstruction_loss
 from vistok.trainers.rng import TrainingRNG
@@ -89,9 +89,7 @@ class TokenizerSystem(pl.LightningModule):
         if self.tokenizer.token_dropout is not None:
             # Quality per prefix length: the point of a flexible-length tokenizer.
             x = batch["image"]
-            ids = self.tokenizer.encode(x)
-            for k in pow2_lengths(self.tokenizer.max_tokens):
-                recon = self.tokenizer.decode(ids[:, :k])
+            for k, recon in prefix_reconstructions(self.tokenizer, x):
                 self.log(f"val/psnr_k{k}", per_image_psnr(recon, x).mean(), batch_size=x.shape[0])
         return {"indices": indices}  # (B, N), for the CodebookUsage callback
 
