@@ -26,7 +26,6 @@ from torch import nn
 from vistok.data.images import to_uint8
 from vistok.metrics.frechet import GaussianStats
 
-FEATURE_DIM = 2048
 INPUT_SIZE = 299
 WHEEL_FILE = "default_1.pt"
 INSTALL_HINT = (
