@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import photo_batch  # noqa: E402
 from vistok.tokenizers import build_tokenizer  # noqa: E402
-from vistok.tokenizers.dropout import pow2_lengths  # noqa: E402
+from vistok.tokenizers.prefixes import pow2_lengths  # noqa: E402
 from vistok.trainers.losses import reconstruction_loss  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

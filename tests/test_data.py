@@ -73,6 +73,43 @@ def test_webdataset_shards_are_read(tmp_path):
     assert samples[0]["image"].shape == (3, 32, 32)
 
 
+def test_training_data_and_encode_decode_webdataset_samples_alike(tmp_path):
+    """One sample decoder (vistok.data.webdataset_sample) behind webdataset_images and `vistok encode`."""
+    from vistok.data.webdataset_sample import decode_sample
+    from vistok.shards.inputs import InputStream, plan_inputs
+
+    photo = load_rgb(photo_dir() / "astronaut.png").resize((48, 40))
+    png = io.BytesIO()
+    photo.save(png, format="PNG")
+    members = {"a.png": png.getvalue(), "a.cls": b"3\n", "b.txt": b"no image", "c.jpg": b"not a jpeg",
+               "d.png": png.getvalue(), "d.label": b"cat"}
+    url = tmp_path / "in-000.tar"
+    with tarfile.open(url, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    img, label = decode_sample({"__key__": "a", "png": members["a.png"], "cls": b"3\n"})
+    assert img.size == (48, 40) and img.mode == "RGB" and label == 3
+    assert decode_sample({"__key__": "d", "png": members["d.png"], "label": b"cat"})[1] is None
+    with pytest.raises(ValueError, match=r"no image \(jpg/jpeg/png/webp/bmp\) in sample b"):
+        decode_sample({"__key__": "b", "txt": b"no image"})
+    with pytest.raises(ValueError, match=r"cannot read image c\.jpg"):
+        decode_sample({"__key__": "c", "jpg": b"not a jpeg"})
+
+    train = list(webdataset_images(str(url), 32))  # unreadable samples skipped with a warning
+    assert [(s["key"], s.get("label")) for s in train] == [("a", 3), ("d", None)]
+    with pytest.raises(ValueError, match="no image .* in sample b"):
+        list(webdataset_images(str(url), 32, strict=True))
+    chunks = list(InputStream(plan_inputs([str(url)], 10), [0], 32, 8))
+    meta = [m for c in chunks for m in c["meta"]]
+    skipped = {s["source"].split("#")[1]: s["reason"] for c in chunks for s in c["skipped"]}
+    assert [(m["source"].split("#")[1], m.get("label")) for m in meta] == [("a", 3), ("d", None)]
+    assert skipped["b"].startswith("no image") and skipped["c"].startswith("cannot read image c.jpg")
+    torch.testing.assert_close(torch.cat([c["images"] for c in chunks if c["images"] is not None]),
+                               torch.stack([s["image"] for s in train]))
+
+
 def test_sample_photos_hold_out_validation_and_are_real_images():
     val = SamplePhotoCrops("val", 32, 16)
     a, b = val[3]["image"], val[3]["image"]

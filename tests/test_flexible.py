@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from tests.conftest import SEED, photo_batch
+from vistok.metrics.psnr import per_image_psnr
 from vistok.tokenizers import build_tokenizer
-from vistok.tokenizers.adaptive import per_image_psnr
 from vistok.tokenizers.dropout import NestedDropout, TailDrop, pow2_lengths, sample_lengths
 from vistok.tokenizers.pca_init import pca_init
 from vistok.trainers.losses import reconstruction_loss
@@ -65,6 +65,44 @@ def test_adaptive_encoding_meets_its_target_wherever_the_full_length_does(traine
     recon = trained.decode(list(result))
     torch.testing.assert_close(per_image_psnr(recon, x), result.psnr, atol=1e-3, rtol=1e-4)
     assert sum(result.histogram().values()) == len(x)
+
+
+def test_prefix_decoding_encodes_once_and_decodes_each_k(trained, monkeypatch):
+    from vistok.tokenizers import dropout, prefixes
+
+    assert dropout.pow2_lengths is prefixes.pow2_lengths and prefixes.pow2_lengths(12) == [1, 2, 4, 8, 12]
+    x = TRAIN[:4]
+    ids = trained.encode(x)
+    calls = []
+    encode = trained.encode
+    monkeypatch.setattr(trained, "encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
+    got = list(prefixes.prefix_reconstructions(trained, x))
+    assert len(calls) == 1 and [k for k, _ in got] == pow2_lengths(trained.max_tokens)
+    for k, recon in got:
+        torch.testing.assert_close(recon, trained.decode(ids[:, :k]))
+    assert [k for k, _ in prefixes.decode_prefixes(trained, ids, [3, 5])] == [3, 5]
+
+
+def test_adaptive_psnr_is_the_psnr_eval_reports(trained, tmp_path):
+    """For the images adaptive encoding gave K tokens, `vistok eval --num-tokens K` reports the mean of the
+    PSNRs the adaptive encoding reported (one PSNR definition: 8-bit, per image, capped)."""
+    from vistok.data.images import tensor_to_uint8
+    from vistok.evaluate import EvalSettings, evaluate
+
+    x = torch.cat([TRAIN[:6], photo_batch(6)])
+    target = float(per_image_psnr(trained.decode(trained.encode(x)), x).median())
+    result = trained.encode_adaptive(x, target_psnr=target)
+    model = trained.save_pretrained(tmp_path / "model")
+    for k in sorted(set(result.lengths.tolist())):
+        rows = (result.lengths == k).nonzero().flatten().tolist()
+        folder = tmp_path / f"k{k}"
+        folder.mkdir()
+        for i in rows:
+            Image.fromarray(tensor_to_uint8(x[i])).save(folder / f"{i:02d}.png")
+        report = evaluate(EvalSettings(model=str(model), input=str(folder), output=str(tmp_path / f"eval{k}"),
+                                       num_tokens=[k], baselines=[], fid=False, progress=False, device="cpu"))
+        assert report["num_images"] == len(rows)
+        assert report["rows"][0]["psnr"] == pytest.approx(float(result.psnr[rows].mean()), abs=1e-3)
 
 
 @pytest.mark.parametrize("distribution", ["uniform", "pow2", "uniform_pow2"])

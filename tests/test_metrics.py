@@ -87,7 +87,7 @@ def correlated_features(n: int, d: int, seed: int, shift: float = 0.0) -> np.nda
 def test_fid_equals_scipy_reference_on_same_features(tiny_inception):
     f1, f2 = correlated_features(400, 64, 1), correlated_features(300, 64, 2, shift=0.2)
     ref = reference_fid(f1, f2)
-    metric = FID(tiny_inception)  # torchmetrics' accumulation, our float64 Frechet distance
+    metric = FID(tiny_inception)  # GaussianStats accumulation, our float64 Frechet distance
     for chunk in np.array_split(f1, 7):
         metric.update_features(torch.from_numpy(chunk).float().double(), real=True)
     for chunk in np.array_split(f2, 5):
@@ -99,6 +99,68 @@ def test_fid_equals_scipy_reference_on_same_features(tiny_inception):
     assert stats[0].distance(stats[1]) == pytest.approx(ref, rel=1e-6)
     t = [torch.from_numpy(x) for x in (f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))]
     assert frechet_distance(*t) == pytest.approx(ref, rel=1e-6)
+
+
+def test_fid_equals_torchmetrics_fid_on_the_same_features():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    class Given(nn.Module):  # "features" in, the same features out: torchmetrics accumulates what FID gets
+        num_features = 32
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    f1 = torch.from_numpy(correlated_features(300, 32, 3))
+    f2 = torch.from_numpy(correlated_features(200, 32, 4, shift=0.1))
+    reference = FrechetInceptionDistance(feature=Given(), normalize=False)
+    reference.update(f1, real=True)
+    reference.update(f2, real=False)
+    ours = [GaussianStats(32), GaussianStats(32)]
+    for stats, f in zip(ours, (f1, f2)):
+        for chunk in f.split(64):
+            stats.update(chunk)
+    assert ours[0].distance(ours[1]) == pytest.approx(float(reference.compute()), rel=1e-3)
+
+
+def test_gaussian_stats_of_two_halves_merge_into_those_of_the_whole():
+    f = torch.from_numpy(correlated_features(120, 16, 5))
+    whole, a, b = GaussianStats(16), GaussianStats(16), GaussianStats(16)
+    whole.update(f)
+    a.update(f[:50])
+    b.update(f[50:])
+    merged = a.merge(b)
+    assert merged.count == whole.count == 120
+    for x, y in zip(merged.mean_cov(), whole.mean_cov()):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="8-d"):
+        merged.merge(GaussianStats(8))
+    assert GaussianStats(16).all_reduce() is not None  # no process group: nothing to do
+
+
+def _all_reduce_worker(rank: int, world: int, init: str, features: torch.Tensor, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    stats = GaussianStats(features.shape[1])
+    stats.update(features.chunk(world)[rank])
+    stats.all_reduce()
+    if rank == 0:
+        torch.save({"count": stats.count, "sum": stats.sum, "outer": stats.outer}, out)
+    dist.destroy_process_group()
+
+
+def test_gaussian_stats_all_reduce_sums_over_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    f = torch.from_numpy(correlated_features(40, 6, 6))
+    out = tmp_path / "stats.pt"
+    mp.spawn(_all_reduce_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", f, str(out)), nprocs=2)
+    whole = GaussianStats(6)
+    whole.update(f)
+    got = torch.load(out)
+    assert got["count"] == 40
+    torch.testing.assert_close(got["sum"], whole.sum)
+    torch.testing.assert_close(got["outer"], whole.outer)
 
 
 def test_fid_of_a_set_against_itself_is_zero(tiny_inception):
@@ -114,8 +176,7 @@ def test_fid_of_a_set_against_itself_is_zero(tiny_inception):
 
 def test_inception_weights_stay_out_of_state_dicts(tiny_inception):
     metric = FID(tiny_inception)
-    assert not list(metric.inception.parameters())
-    assert not any("conv" in k or "fc" in k for k in metric.state_dict())
+    assert not list(metric.inception.parameters()) and not metric.inception.state_dict()
 
 
 def _astronaut_features() -> torch.Tensor:
@@ -190,6 +251,25 @@ def test_psnr_ssim_and_lpips_hook(tmp_path):
     assert PixelMetrics().compute()["lpips"] is None
 
 
+def test_one_psnr_on_8bit_pixels():
+    """Eval, adaptive encoding, the ladder and training logs all use `per_image_psnr`: 8-bit pixels, capped."""
+    from tests.conftest import photo_batch
+    from vistok.data.images import tensor_to_uint8, to_uint8
+    from vistok.metrics.psnr import PSNR_CAP, per_image_psnr
+
+    x = photo_batch(4)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(-1, 1)
+    torch.testing.assert_close(per_image_psnr(y, x), psnr_ssim(x, y)[0])
+    assert torch.all(per_image_psnr(x + 0.001, x) == PSNR_CAP)  # below half a level: the same 8-bit image
+    levels = (y.clamp(-1, 1) + 1) * 127.5
+    mse = (levels.round() - ((x + 1) * 127.5).round()).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(per_image_psnr(y, x), 10 * torch.log10(255**2 / mse))
+    assert to_uint8(y).dtype == torch.uint8 and to_uint8(y).shape == y.shape
+    assert (tensor_to_uint8(y[0]) == to_uint8(y[0]).permute(1, 2, 0).numpy()).all()
+    with pytest.raises(ValueError, match="differ in shape"):
+        per_image_psnr(x, x[:, :, :8])
+
+
 @pytest.mark.parametrize("codec,ext,extra", [("jpeg", "jpg", {}), ("webp", "webp", {"method": 6})])
 def test_baseline_bytes_are_encoded_file_sizes(tmp_path, codec, ext, extra):
     from tests.conftest import photo_batch
@@ -223,6 +303,19 @@ def test_codebook_stats():
     assert out["perplexity"] == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-6)
     with pytest.raises(ValueError, match="0..7"):
         stats.update(torch.tensor([[8]]))
+
+
+def test_one_codebook_usage_computation():
+    """The training batch metrics (`usage_metrics`) and eval's `CodebookStats` agree on the same ids."""
+    from vistok.quantizers.base import usage_metrics
+
+    ids = torch.randint(0, 50, (16, 8), generator=torch.Generator().manual_seed(0)) * 3  # some codes unused
+    stats = CodebookStats(200)
+    stats.update(ids)
+    out, batch = stats.compute(), usage_metrics(ids, 200)
+    assert float(batch["usage"]) == pytest.approx(out["codebook_usage"])
+    assert float(batch["perplexity"]) == pytest.approx(out["perplexity"], rel=1e-6)
+    assert CodebookStats(4).compute()["perplexity"] == 1.0  # nothing seen: no NaN
 
 
 def test_rate_distortion_plot_is_a_png(tmp_path):

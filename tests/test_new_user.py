@@ -254,7 +254,7 @@ def test_decode_reads_a_npy_of_one_or_many_sequences_and_refuses_ids_outside_the
 
 def test_reconstruct_writes_pngs_mirroring_the_folder_and_prints_mean_psnr(tmp_path, capsys):
     from vistok import load_images
-    from vistok.tokenizers.adaptive import per_image_psnr
+    from vistok.metrics.psnr import per_image_psnr
 
     tok = build_tokenizer("titok-tiny").eval()
     model = tok.save_pretrained(tmp_path / "model")

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tests.conftest import SEED, photo_batch
+from vistok.metrics.psnr import per_image_psnr
 from vistok.tokenizers import build_tokenizer
-from vistok.tokenizers.adaptive import per_image_psnr
 from vistok.tokenizers.dropout import pow2_lengths
 from vistok.tokenizers.pca_init import pca_init
 

@@ -29,7 +29,7 @@ from vistok.quantizers.vq import VQQuantizer
 from vistok.shards import TokenDataset, collate_tokens, encode_to_shards, read_manifest
 from vistok.shards.manifest import sha256_file
 from vistok.tokenizers import build_tokenizer
-from vistok.tokenizers.registry import _vit_pair
+from vistok.tokenizers.variants.titok import vit_pair
 
 K = 6
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny matmuls: threads only contend on a shared CPU
@@ -276,7 +276,7 @@ def test_target_psnr_writes_variable_length_sequences(model_dir, image_dir, tmp_
 
 
 def _tiny_vq() -> Tokenizer:
-    enc, dec = _vit_pair(32, 8, 64, 2, 2, 8, 4)
+    enc, dec = vit_pair(32, 8, 64, 2, 2, 8, 4)
     return Tokenizer(enc, VQQuantizer(dim=4, codebook_size=64), dec)
 
 

@@ -179,7 +179,7 @@ def reconstruct_main(argv: list[str]) -> None:
 
     from vistok.cli import parser
     from vistok.data.images import list_images, load_images
-    from vistok.tokenizers.adaptive import per_image_psnr
+    from vistok.metrics.psnr import per_image_psnr
 
     p = parser("vistok reconstruct", "Encode and decode a folder of images (resized and centre-cropped to the "
                "model's size, as encode does); write the reconstructions as PNGs and print the mean PSNR.")

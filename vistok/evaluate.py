@@ -30,7 +30,7 @@ from vistok.metrics.codecs import CodecSweep, check_codecs
 from vistok.metrics.fid import FID, InceptionFeatures
 from vistok.metrics.pixel import LPIPS_SKIPPED, PixelMetrics, load_lpips
 from vistok.metrics.report import plot_rate_distortion, save_image_grid
-from vistok.tokenizers.dropout import pow2_lengths
+from vistok.tokenizers.prefixes import decode_prefixes, pow2_lengths
 
 CSV_COLUMNS = ("method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips", "colour_error",
                "codebook_usage",
@@ -154,11 +154,12 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
         room = GRID_IMAGES - sum(x.shape[0] for x in shown)
         if room > 0:
             shown.append(real[:room].cpu())
-        for k in ks:
-            stage(f"K={k}: decode" + (" + rFID features" if fids else ""))
-            recon = tok.decode(ids[:, :k], steps=settings.steps, guidance_scale=settings.guidance,
-                               seed=settings.seed)  # (B, 3, H, W)
+        stage(f"K={ks[0]}: decode")
+        prefixes = decode_prefixes(tok, ids, ks, steps=settings.steps, guidance_scale=settings.guidance,
+                                   seed=settings.seed)
+        for i, (k, recon) in enumerate(prefixes):  # recon (B, 3, H, W) from the first k tokens
             if fids:
+                stage(f"K={k}: rFID features")
                 fids[k].update_features(real_feats, real=True)
                 fids[k].update_features(fids[k].features(recon), real=False)
                 inception_done += real.shape[0]
@@ -166,6 +167,8 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
             books[k].update(ids[:, :k])
             if room > 0:
                 ladder[k].append(recon[:room].cpu())
+            if i + 1 < len(ks):
+                stage(f"K={ks[i + 1]}: decode")
         for sweep in sweeps:
             sweep.update(real.cpu())
         n += real.shape[0]

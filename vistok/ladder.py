@@ -10,20 +10,17 @@ from pathlib import Path
 import torch
 
 from vistok.data.images import load_rgb, pil_to_tensor, resize_crop
+from vistok.metrics.psnr import per_image_psnr
 from vistok.metrics.report import save_image_grid
-from vistok.tokenizers.adaptive import per_image_psnr
-from vistok.tokenizers.dropout import pow2_lengths
+from vistok.tokenizers.prefixes import pow2_lengths, prefix_reconstructions
 
 
 @torch.no_grad()
 def save_ladder(tokenizer, images: torch.Tensor, path: str | Path, **sampling) -> dict[int, float]:
     """Write the ladder PNG for images (B, 3, H, W) in [-1, 1]; returns mean PSNR per K."""
-    ids = tokenizer.encode(images)
-    images = images.to(ids.device)
     ks = pow2_lengths(tokenizer.max_tokens)
     columns, quality = [images], {}
-    for k in ks:
-        recon = tokenizer.decode(ids[:, :k], **sampling)
+    for k, recon in prefix_reconstructions(tokenizer, images, ks, **sampling):
         columns.append(recon)
         quality[k] = float(per_image_psnr(recon, images).mean())
     labels = ["input"] + [f"K={k}\n{quality[k]:.1f} dB" for k in ks]

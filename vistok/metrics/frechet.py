@@ -8,12 +8,14 @@ clamped to 0. L is the Cholesky factor when S1 is full rank (cheap), else the sy
 complex-valued detour.
 
 `GaussianStats` accumulates the sufficient statistics (count, sum, sum of outer products) in float64, so a
-dataset streams through in batches with constant memory.
+dataset streams through in batches with constant memory, and statistics of disjoint parts (batches, data
+shards, processes) combine by adding them: `merge` in one process, `all_reduce` across a process group.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 
 def _psd_sqrt(s: torch.Tensor) -> torch.Tensor:
@@ -37,7 +39,7 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
 
 
 class GaussianStats:
-    """Streaming mean and (unbiased) covariance of feature vectors, in float64."""
+    """Streaming mean and (unbiased) covariance of feature vectors, in float64 on the CPU."""
 
     def __init__(self, dim: int) -> None:
         self.dim, self.count = dim, 0
@@ -51,6 +53,31 @@ class GaussianStats:
         self.count += f.shape[0]
         self.sum += f.sum(0)
         self.outer += f.T @ f
+
+    def merge(self, other: GaussianStats) -> GaussianStats:
+        """Add the statistics of `other` (features of a disjoint set) to these, in place; returns self."""
+        if other.dim != self.dim:
+            raise ValueError(f"cannot merge {other.dim}-d statistics into {self.dim}-d ones")
+        self.count += other.count
+        self.sum += other.sum
+        self.outer += other.outer
+        return self
+
+    def all_reduce(self, group: dist.ProcessGroup | None = None) -> GaussianStats:
+        """Sum the statistics of every process of `group` into each process's copy (in place; returns self).
+        Without an initialised process group it does nothing."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        nccl = dist.get_backend(group) == "nccl"
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        flat = torch.cat([torch.tensor([float(self.count)], dtype=torch.float64), self.sum, self.outer.flatten()])
+        flat = flat.to(device)
+        dist.all_reduce(flat, group=group)  # SUM; counts stay exact below 2**53
+        flat = flat.cpu()
+        self.count = int(flat[0])
+        self.sum = flat[1 : 1 + self.dim].clone()
+        self.outer = flat[1 + self.dim :].reshape(self.dim, self.dim).clone()
+        return self
 
     def mean_cov(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.count < 2:

@@ -1,8 +1,9 @@
 """Per-image PSNR and SSIM (torchmetrics; SSIM of Wang et al. 2004, Gaussian window 11, sigma 1.5) and LPIPS
 (Zhang et al. 2018), as running means over a stream of batches.
 
-Both images are first quantised to 8 bits (what a saved PNG holds) and scaled to [0, 1] (data range 1).
-PSNR is averaged per image, as TiTok/FlexTok tables do, not computed from the dataset-wide MSE.
+Both images are first quantised to 8 bits (what a saved PNG holds, `vistok.data.images.to_uint8`). PSNR is
+`vistok.metrics.psnr.per_image_psnr`, the one PSNR vistok reports (averaged per image, as TiTok/FlexTok tables
+do, not computed from the dataset-wide MSE; capped at 100 dB); SSIM runs on the 8-bit levels scaled to [0, 1].
 
 LPIPS: torchmetrics' and the `lpips` package build their backbones with torchvision, which does not install
 beside this torch, and fetch weights from the internet. vistok therefore takes a TorchScript LPIPS network from
@@ -17,7 +18,10 @@ import logging
 from pathlib import Path
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from vistok.data.images import to_uint8
+from vistok.metrics.psnr import per_image_psnr
 
 log = logging.getLogger("vistok.metrics")
 LPIPS_SKIPPED = ("LPIPS skipped: no LPIPS network given (pass --lpips PATH to a TorchScript LPIPS module; "
@@ -26,7 +30,7 @@ LPIPS_SKIPPED = ("LPIPS skipped: no LPIPS network given (pass --lpips PATH to a 
 
 def quantize01(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] float -> 8-bit levels as float in [0, 1]."""
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round() / 255
+    return to_uint8(images).float() / 255
 
 
 def psnr_ssim(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,17 +38,17 @@ def psnr_ssim(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, tor
     if real.shape != fake.shape:
         raise ValueError(f"real and reconstructed images differ in shape: {tuple(real.shape)} vs "
                          f"{tuple(fake.shape)}")
-    x, y = quantize01(real), quantize01(fake.to(real.device))
-    psnr = peak_signal_noise_ratio(y, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    fake = fake.to(real.device)
+    x, y = quantize01(real), quantize01(fake)
     kernel = min(11, x.shape[-1] - (1 - x.shape[-1] % 2), x.shape[-2] - (1 - x.shape[-2] % 2))
     ssim = structural_similarity_index_measure(y, x, data_range=1.0, reduction="none", kernel_size=kernel)
-    return psnr.clamp(max=100.0), ssim  # identical images: PSNR is capped at 100 dB instead of inf
+    return per_image_psnr(fake, real), ssim
 
 
 def colour_error(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """(B,) mean absolute difference of each image's mean R, G and B, in 8-bit levels (0..255): a
     reconstruction that turns a green or blue picture grey scores tens of levels, a faithful one a few."""
-    x, y = quantize01(real) * 255, quantize01(fake.to(real.device)) * 255
+    x, y = to_uint8(real).float(), to_uint8(fake.to(real.device)).float()
     return (x.mean((2, 3)) - y.mean((2, 3))).abs().mean(1)
 
 

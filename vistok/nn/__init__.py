@@ -1,6 +1,6 @@
 """Plain-PyTorch building blocks shared by encoders and decoders."""
 
-from vistok.nn.attention import Attention, causal_mask, key_padding_mask
+from vistok.nn.attention import Attention, key_padding_mask
 from vistok.nn.blocks import MLP, Transformer, TransformerBlock
 from vistok.nn.patch import ConvStem, ConvUpsampleHead, PatchEmbed2D, unpatchify
 
@@ -12,7 +12,6 @@ __all__ = [
     "PatchEmbed2D",
     "Transformer",
     "TransformerBlock",
-    "causal_mask",
     "key_padding_mask",
     "unpatchify",
 ]

@@ -35,11 +35,6 @@ class Attention(nn.Module):
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
 
 
-def causal_mask(length: int, device: torch.device | None = None) -> torch.Tensor:
-    """(L, L) lower-triangular mask: position i attends to positions <= i."""
-    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
-
-
 def key_padding_mask(valid: torch.Tensor, prefix: int = 0) -> torch.Tensor:
     """(B, 1, L, L) mask from a (B, K) validity mask of the last K positions.
 

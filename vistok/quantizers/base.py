@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from vistok.metrics.codebook import code_counts, usage_from_counts
+
 
 @dataclass
 class QuantizerOutput:
@@ -74,8 +76,6 @@ class Quantizer(nn.Module):
 
 
 def usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, torch.Tensor]:
-    """Share of codes used and perplexity of the code histogram for one batch."""
-    counts = torch.bincount(indices.reshape(-1), minlength=codebook_size).float()
-    p = counts / counts.sum().clamp(min=1)
-    entropy = -(p * torch.log(p.clamp(min=1e-12))).sum()
-    return {"usage": (counts > 0).float().mean(), "perplexity": entropy.exp()}
+    """Share of codes used and perplexity of the code histogram for one batch (`vistok.metrics.codebook`)."""
+    stats = usage_from_counts(code_counts(indices, codebook_size))
+    return {"usage": stats["usage"].float(), "perplexity": stats["perplexity"].float()}

@@ -40,13 +40,10 @@ from vistok.data.images import (
     augmented_views,
     load_rgb,
     no_images_error,
-    open_image_bytes,
     pil_to_tensor,
     scan_images,
 )
-
-WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp")
-
+from vistok.data.webdataset_sample import decode_sample
 
 KEY_SCHEME = "task_index_name/1"  # recorded in the job: a rerun never mixes two key schemes
 
@@ -259,22 +256,14 @@ class InputStream(IterableDataset):
                     sample: dict[str, Any]) -> tuple[Image.Image | None, dict[str, Any]]:
         key = sample["__key__"]
         source = f"{url}#{key}"
-        ext = next((k for k in WDS_IMAGE_KEYS if k in sample), None)
-        if ext is None:
-            return None, {"task": t, "source": source, "reason": f"no image ({'/'.join(WDS_IMAGE_KEYS)}) in sample"}
         try:
-            img = open_image_bytes(sample[ext], self.max_pixels)
-        except Exception as e:
-            return None, {"task": t, "source": source, "reason": f"cannot read image {key}.{ext}: {e}"}
+            img, label = decode_sample(sample, self.max_pixels)
+        except ValueError as e:
+            return None, {"task": t, "source": source, "reason": str(e)}
         record: dict[str, Any] = {"task": t, "key": sample_key(t, j, key), "source": source,
                                   "size": list(img.size)}
-        for k in ("cls", "label"):
-            if k in sample:
-                try:
-                    record["label"] = int(sample[k].decode().strip())
-                except ValueError:
-                    pass
-                break
+        if label is not None:
+            record["label"] = label
         return img, record
 
     def _views(self, img: Image.Image) -> list[tuple[str | None, torch.Tensor]]:

@@ -181,9 +181,6 @@ def encode_to_shards(
     if augment not in AUGMENTS:
         raise ValueError(f"--augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
     tok, model_path = _load_model(model, device)
-    if target_psnr is not None and not hasattr(tok, "encode_adaptive"):
-        raise ValueError("--target-psnr needs Tokenizer.encode_adaptive, which this vistok version does not have; "
-                         "use --num-tokens")
     if num_tokens is not None and not 1 <= num_tokens <= tok.max_tokens:
         raise ValueError(f"--num-tokens {num_tokens} does not fit the model {model_path or type(tok).__name__}: "
                          f"it has 1..{tok.max_tokens} tokens")

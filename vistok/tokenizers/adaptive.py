@@ -5,7 +5,9 @@ lengths 1, 2, 4, ..., N (batched over the images still searching), then bisect b
 that missed and the first that met the target. Images whose full-length reconstruction misses the target
 are reported as unreachable and keep all N tokens. Each probe is one batched decode, so the cost is about
 log2(N) + log2(N/2) decodes per image. PSNR need not be monotone in K; the result always meets the target
-where any probed length did, and in particular wherever the full length does.
+where any probed length did, and in particular wherever the full length does. Quality is
+`vistok.metrics.psnr.per_image_psnr` (8-bit, capped at 100 dB), the PSNR `vistok eval` reports, so the PSNR
+reported here is the one eval gives for the same image at the same K.
 """
 
 from __future__ import annotations
@@ -18,13 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vistok.metrics.psnr import per_image_psnr
 from vistok.tokenizers.dropout import pow2_lengths
-
-
-def per_image_psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B,) PSNR in dB for images in [-1, 1]."""
-    mse = (recon.float().clamp(-1, 1) - target.float()).pow(2).flatten(1).mean(1).clamp(min=1e-10)
-    return 10 * torch.log10(4.0 / mse)
 
 
 @dataclass

@@ -20,17 +20,9 @@ import torch
 from torch import nn
 
 from vistok.configurable import configurable
+from vistok.tokenizers.prefixes import pow2_lengths  # its home is prefixes.py; still importable from here
 
 DISTRIBUTIONS = ("uniform", "pow2", "uniform_pow2")
-
-
-def pow2_lengths(n: int) -> list[int]:
-    """1, 2, 4, ..., and n itself (n need not be a power of two)."""
-    out, k = [], 1
-    while k < n:
-        out.append(k)
-        k *= 2
-    return out + [n]
 
 
 def sample_lengths(

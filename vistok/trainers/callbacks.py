@@ -14,8 +14,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from vistok.metrics.codebook import code_counts, usage_from_counts
 from vistok.metrics.report import save_image_grid
-from vistok.tokenizers.dropout import pow2_lengths
+from vistok.tokenizers.prefixes import pow2_lengths, prefix_reconstructions
 
 
 class QuantizerWarmup(pl.Callback):
@@ -64,9 +65,8 @@ class ReconstructionGrid(pl.Callback):
         if self._batch is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
         tok, x = pl_module.tokenizer, self._batch
-        ids = tok.encode(x)
         ks = pow2_lengths(tok.max_tokens) if tok.token_dropout is not None else [tok.max_tokens]
-        columns = [x] + [tok.decode(ids[:, :k]) for k in ks]
+        columns = [x] + [recon for _, recon in prefix_reconstructions(tok, x, ks)]
         out = Path(trainer.log_dir or ".") / "reconstructions" / f"step_{trainer.global_step:06d}.png"
         save_image_grid(columns, out, ["input"] + [f"K={k}" for k in ks], f"step {trainer.global_step}")
         self._batch = None
@@ -84,15 +84,13 @@ class CodebookUsage(pl.Callback):
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if outputs and "indices" in outputs:
-            ids = outputs["indices"].reshape(-1)
-            self._counts += torch.bincount(ids, minlength=self._counts.numel())
+            self._counts += code_counts(outputs["indices"], self._counts.numel())
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        counts = trainer.strategy.reduce(self._counts.float(), reduce_op="sum")
-        p = counts / counts.sum().clamp(min=1)
-        perplexity = torch.exp(-(p * p.clamp(min=1e-12).log()).sum())
-        pl_module.log("val/codebook_usage", (counts > 0).float().mean(), sync_dist=False)
-        pl_module.log("val/codebook_perplexity", perplexity, sync_dist=False)
+        counts = trainer.strategy.reduce(self._counts, reduce_op="sum")  # summed over processes
+        stats = usage_from_counts(counts)
+        pl_module.log("val/codebook_usage", stats["usage"].float(), sync_dist=False)
+        pl_module.log("val/codebook_perplexity", stats["perplexity"].float(), sync_dist=False)
 
 
 class PCAInit(pl.Callback):

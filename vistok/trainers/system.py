@@ -17,9 +17,10 @@ import torch.distributed as dist
 from torch.optim.lr_scheduler import LambdaLR
 
 from vistok.configurable import to_config
-from vistok.tokenizers.dropout import pow2_lengths
+from vistok.metrics.psnr import per_image_psnr
+from vistok.tokenizers.prefixes import prefix_reconstructions
 from vistok.tokenizers.tokenizer import Tokenizer
-from vistok.trainers.losses import psnr, reconstruction_loss
+from vistok.trainers.losses import reconstruction_loss
 from vistok.trainers.rng import TrainingRNG
 from vistok.trainers.schedule import warmup_cosine
 
@@ -60,7 +61,7 @@ class TokenizerSystem(pl.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step)
         self.log(f"{stage}/{rec_name}", rec, batch_size=b, on_step=on_step, on_epoch=not on_step)
         if out.recon is not None:
-            self.log(f"{stage}/psnr", psnr(out.recon, x), prog_bar=True, batch_size=b, on_step=on_step,
+            self.log(f"{stage}/psnr", per_image_psnr(out.recon, x).mean(), prog_bar=True, batch_size=b, on_step=on_step,
                      on_epoch=not on_step)
         for name, value in out.quant.metrics.items():
             self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step)
@@ -88,9 +89,8 @@ class TokenizerSystem(pl.LightningModule):
         if self.tokenizer.token_dropout is not None:
             # Quality per prefix length: the point of a flexible-length tokenizer.
             x = batch["image"]
-            ids = self.tokenizer.encode(x)
-            for k in pow2_lengths(self.tokenizer.max_tokens):
-                self.log(f"val/psnr_k{k}", psnr(self.tokenizer.decode(ids[:, :k]), x), batch_size=x.shape[0])
+            for k, recon in prefix_reconstructions(self.tokenizer, x):
+                self.log(f"val/psnr_k{k}", per_image_psnr(recon, x).mean(), batch_size=x.shape[0])
         return {"indices": indices}  # (B, N), for the CodebookUsage callback
 
     def configure_optimizers(self) -> dict[str, Any]:
