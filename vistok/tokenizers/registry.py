@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vistok.decoders.flow import FlowDecoder
+from vistok.decoders.rectified_flow import EulerSampler, RectifiedFlow
 from vistok.decoders.vit import ViTPixelDecoder
 from vistok.quantizers.fsq import FSQQuantizer
 from vistok.quantizers.vq import VQQuantizer
@@ -149,7 +150,8 @@ def rf_demo(num_tokens: int = 32, levels: tuple[int, ...] = (8, 8, 8, 5, 5)) -> 
     enc = TiTokEncoder(image_size=32, patch_size=8, width=128, depth=2, num_heads=2, num_tokens=num_tokens,
                        token_dim=d, stem="conv", stem_channels=[16, 32, 64])
     dec = FlowDecoder(image_size=32, patch_size=4, width=128, depth=3, num_heads=2, num_tokens=num_tokens,
-                      token_dim=d, qk_norm=False, cond_drop_prob=0.1, logit_mean=1.0)
+                      token_dim=d, qk_norm=False, objective=RectifiedFlow(cond_drop_prob=0.1, logit_mean=1.0),
+                      sampler=EulerSampler())
     return Tokenizer(enc, FSQQuantizer(list(levels), input_norm=True), dec,
                      NestedDropout(num_tokens, "pow2", full_prob=0.25))
 
