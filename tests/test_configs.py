@@ -24,7 +24,7 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
     doc = yaml.safe_load(config.read_text())
     if doc["model"]["tokenizer"]["init_args"]["decoder"]["class_path"].endswith("FlowDecoder"):
         # validation decodes every pow2 prefix twice (metrics, grid): 2 Euler steps instead of 25
-        args.append("--model.tokenizer.init_args.decoder.init_args.sample_steps=2")
+        args.append("--model.tokenizer.init_args.decoder.init_args.sampler.init_args.steps=2")
     if doc["data"]["image_size"] > 64:  # big variants: same widths and shapes, one layer each side
         prefix = "--model.tokenizer.init_args"
         args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
@@ -85,11 +85,36 @@ def test_wandb_logger_is_selectable_from_the_config_and_runs_offline(tmp_path, m
     assert list(tmp_path.rglob("*.wandb")), "an offline run file is written, no account needed"
 
 
+def _parsed_tokenizer(config: Path, *args: str) -> Tokenizer:
+    """The tokenizer a config builds through `vistok fit`'s parser (links applied), without training."""
+    from vistok.data.datamodule import ImageDataModule
+    from vistok.trainers.cli import VistokArgumentParser, VistokCLI
+    from vistok.trainers.system import TokenizerSystem
+
+    cli = VistokCLI(TokenizerSystem, ImageDataModule, args=["--config", str(config), "--trainer.logger=false", *args],
+                    run=False, parser_class=VistokArgumentParser)
+    return cli.model.tokenizer
+
+
 @pytest.mark.parametrize(("config", "variant"), [("demo.yaml", "titok-demo"), ("demo_rf.yaml", "rf-demo")])
 def test_demo_configs_build_the_registered_demo_variants(config, variant):
-    from vistok.configurable import from_config, to_config
+    from vistok.configurable import to_config
     from vistok.tokenizers import build_tokenizer
 
-    doc = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
-    from_yaml = from_config(doc["model"]["tokenizer"])
+    from_yaml = _parsed_tokenizer(Path(__file__).parents[1] / "configs" / config)
     assert to_config(from_yaml) == to_config(build_tokenizer(variant))
+
+
+def test_a_config_states_n_once_and_the_encoder_sets_it_for_decoder_and_dropout():
+    config = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    doc = yaml.safe_load(config.read_text())["model"]["tokenizer"]["init_args"]
+    assert "num_tokens" not in doc["decoder"]["init_args"] and "num_tokens" not in doc["token_dropout"]["init_args"]
+    assert "token_dim" not in doc["decoder"]["init_args"] and "image_size" not in doc["decoder"]["init_args"]
+    enc = "--model.tokenizer.init_args.encoder.init_args"
+    tok = _parsed_tokenizer(config, f"{enc}.num_tokens=16", f"{enc}.image_size=16", f"{enc}.patch_size=4",
+                            "--model.tokenizer.init_args.decoder.init_args.patch_size=4",
+                            f"{enc}.stem_channels=[16,32]", "--model.tokenizer.init_args.decoder.init_args."
+                            "head_channels=[32,16]")
+    assert (tok.max_tokens, tok.decoder.num_tokens, tok.token_dropout.num_tokens) == (16, 16, 16)
+    assert tok.decoder.output_spec == tok.input_spec and tok.input_spec.size == (16, 16)
+    assert tok.decode(tok.encode(torch.rand(1, 3, 16, 16) * 2 - 1)).shape == (1, 3, 16, 16)

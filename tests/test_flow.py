@@ -97,7 +97,7 @@ def test_fixed_seed_gives_identical_output_and_batch_does_not_change_an_image():
 def test_tiny_rf_decoder_overfits_and_more_steps_get_closer(prediction):
     torch.manual_seed(SEED)
     x = photo_batch(4, split="train", seed=SEED + 1)  # (4, 3, 32, 32)
-    dec = _tiny_decoder(patch_size=4, num_tokens=4, cond_drop_prob=0.0, prediction=prediction)
+    dec = _tiny_decoder(patch_size=4, num_tokens=4, objective=RectifiedFlow(cond_drop_prob=0.0), prediction=prediction)
     codes = torch.randn(4, 4, 4)  # one fixed code sequence per image
     opt = torch.optim.AdamW(dec.parameters(), lr=3e-3, weight_decay=0.0)
     rep = 4  # every image seen at 4 noise levels per step

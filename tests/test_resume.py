@@ -18,6 +18,7 @@ from tests.test_configs import _tiny_overrides
 from vistok.data.resumable import ResumableSampler
 from vistok.data.sample import SamplePhotoCrops
 from vistok.decoders.flow import FlowDecoder
+from vistok.decoders.rectified_flow import RectifiedFlow
 from vistok.tokenizers.dropout import NestedDropout, TailDrop
 from vistok.trainers.rng import TrainingRNG
 
@@ -131,7 +132,7 @@ def test_killed_run_resumes_exactly_like_an_uninterrupted_one(tmp_path):
 def test_rf_training_draws_repeat_from_a_restored_generator_state():
     torch.manual_seed(0)
     dec = FlowDecoder(image_size=32, patch_size=8, width=32, depth=1, num_heads=2, num_tokens=8, token_dim=4,
-                      cond_drop_prob=0.5)
+                      objective=RectifiedFlow(cond_drop_prob=0.5))
     codes, images = torch.randn(6, 8, 4), torch.rand(6, 3, 32, 32) * 2 - 1
     seen = []
     real = dec.objective.loss

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from vistok.configurable import from_config
-from vistok.hub import check_weights, import_model_classes, is_export_dir, save_pretrained
+from vistok.hub import check_weights, is_export_dir, save_pretrained
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu"):
@@ -23,7 +23,6 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu"):
 
 def _load(path: str | Path, map_location: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """(Tokenizer in eval mode on map_location, the checkpoint's dictionary)."""
-    import_model_classes()
     path = Path(path)
     if path.is_dir():
         if is_export_dir(path):

@@ -4,6 +4,14 @@
 to an allow-list. `to_config` turns a module tree into `{"class_path", "init_args"}` dictionaries (the format
 LightningCLI uses); `from_config` rebuilds it and refuses any class that is not on the allow-list, so a
 `config.json` from an untrusted source cannot make vistok import or run arbitrary code.
+
+A class path inside one of `MODEL_PACKAGES` is imported on demand (its module registers its classes), so a
+loader needs no list of model modules and this module imports no model code (no import cycle with the
+packages that use it). Plain objects that are not modules (a flow decoder's objective and sampler) are
+`@configurable` too and nest in a config like modules.
+
+A class may define `upgrade_init_args(init_args) -> init_args` (a staticmethod) to map the arguments of an
+older export to its current constructor; `from_config` applies it before checking the arguments.
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ from typing import Any
 from torch import nn
 
 _ALLOWED: dict[str, type] = {}
+
+# Packages whose modules define the model classes; only these are imported on demand by `from_config`.
+MODEL_PACKAGES = ("vistok.tokenizers", "vistok.decoders", "vistok.quantizers")
 
 
 def class_path(cls: type) -> str:
@@ -47,8 +58,30 @@ def allowed_classes() -> list[str]:
     return sorted(_ALLOWED)
 
 
+def import_model_classes() -> None:
+    """Import every model package, so the allow-list is complete (e.g. to list it)."""
+    import importlib
+
+    for package in MODEL_PACKAGES:
+        importlib.import_module(package)
+
+
+def _allowed(path: str) -> type | None:
+    """The allow-listed class at `path`, importing its module first when it lies in a model package."""
+    if path not in _ALLOWED and isinstance(path, str) and "." in path:
+        module = path.rsplit(".", 1)[0]
+        if any(module == p or module.startswith(p + ".") for p in MODEL_PACKAGES):
+            import importlib
+
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+    return _ALLOWED.get(path)
+
+
 def _encode(value: Any) -> Any:
-    if isinstance(value, nn.Module):
+    if isinstance(value, nn.Module) or class_path(type(value)) in _ALLOWED:
         return to_config(value)
     if isinstance(value, (list, tuple)):
         return [_encode(v) for v in value]
@@ -59,8 +92,8 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot record constructor argument of type {type(value).__name__} in a config")
 
 
-def to_config(module: nn.Module) -> dict[str, Any]:
-    """`{"class_path": ..., "init_args": {...}}` for a module built from @configurable classes."""
+def to_config(module: Any) -> dict[str, Any]:
+    """`{"class_path": ..., "init_args": {...}}` for a module (or object) built from @configurable classes."""
     if not hasattr(module, "init_args") or class_path(type(module)) not in _ALLOWED:
         raise TypeError(f"{type(module).__name__} is not a @configurable vistok class and cannot be exported")
     return {"class_path": class_path(type(module)), "init_args": _encode(module.init_args)}
@@ -70,15 +103,21 @@ def _is_class_spec(value: Any) -> bool:
     return isinstance(value, dict) and "class_path" in value
 
 
-def from_config(config: dict[str, Any], where: str = "config") -> nn.Module:
+def from_config(config: dict[str, Any], where: str = "config") -> Any:
     """Instantiate a config made by `to_config`; only allow-listed vistok classes are accepted."""
     if not _is_class_spec(config):
         raise ValueError(f"{where}: expected an object with 'class_path' and 'init_args'")
     path = config["class_path"]
-    if path not in _ALLOWED:
+    if _allowed(path) is None:
+        import_model_classes()
         raise ValueError(
             f"{where}: class {path!r} is not an allowed vistok class; allowed: {', '.join(allowed_classes())}"
         )
+    cls = _ALLOWED[path]
+    init_args = config.get("init_args", {})
+    upgrade = getattr(cls, "upgrade_init_args", None)
+    if upgrade is not None and isinstance(init_args, dict):
+        init_args = upgrade(dict(init_args))
 
     def decode(value: Any, key: str) -> Any:
         if _is_class_spec(value):
@@ -87,8 +126,7 @@ def from_config(config: dict[str, Any], where: str = "config") -> nn.Module:
             return [decode(v, f"{key}[{i}]") for i, v in enumerate(value)]
         return value
 
-    args = {k: decode(v, f"{where}.init_args.{k}") for k, v in config.get("init_args", {}).items()}
-    cls = _ALLOWED[path]
+    args = {k: decode(v, f"{where}.init_args.{k}") for k, v in init_args.items()}
     try:
         inspect.signature(cls).bind(**args)
     except TypeError as e:

@@ -204,7 +204,7 @@ def reconstruct_main(argv: list[str]) -> None:
             chunk, images = [], []
             for f in files[i:i + a.batch_size]:
                 try:
-                    images.append(load_images(f, tok.image_size)[0])
+                    images.append(load_images(f, tok.input_spec.side)[0])
                     chunk.append(f)
                 except OSError as e:
                     tqdm.write(f"skipping {e}")

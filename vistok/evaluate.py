@@ -131,7 +131,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     ladder: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
     n, pixels = 0, 0
 
-    batches = _batches(settings, tok.image_size)
+    batches = _batches(settings, tok.input_spec.side)  # the loaders crop squares: a ValueError otherwise
     total = next(batches)
     # The bar counts images once every metric of their batch is done; with rFID most of the time is Inception
     # (1 + len(ks) forwards per image), so the bar's text says which pass runs and the Inception images done.
@@ -198,7 +198,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
         "model": str(settings.model),
         "input": settings.input,
         "num_images": n,
-        "image_size": tok.image_size,
+        "image_size": tok.input_spec.side,
         "codebook_size": v,
         "bits_per_token": math.ceil(math.log2(v)),
         "max_tokens": tok.max_tokens,

@@ -4,7 +4,8 @@ Layout (DESIGN.md, Contracts):
   config.json            {"vistok_version", "model": {"class_path", "init_args"}}
   model.safetensors      weights (EMA weights when the checkpoint has them)
   codebook.safetensors   {"codes": (V, d) float32}, implicit FSQ/LFQ codebooks included
-  tokens.json            vocab size, max tokens, order, special ids after the codebook, image size
+  tokens.json            vocab size, max tokens, order, special ids after the codebook, the input spec
+                         (`vistok.token_spec`)
   README.md              a short generated model card
 """
 
@@ -21,23 +22,13 @@ import torch
 from safetensors.torch import load_file, save_file, save_model
 
 import vistok
-from vistok.configurable import from_config, to_config
+from vistok.configurable import from_config, import_model_classes, to_config
+from vistok.jsonfile import read_json
+from vistok.token_spec import SPECIAL_TOKENS, input_spec, token_spec
 
-SPECIAL_TOKENS = ("bos", "eos", "pad", "mask")
-
-
-def token_spec(tokenizer: Any) -> dict[str, Any]:
-    v = tokenizer.codebook_size
-    return {
-        "codebook_size": v,
-        "vocab_size": v + len(SPECIAL_TOKENS),
-        "max_tokens": tokenizer.max_tokens,
-        "order": "coarse-to-fine" if tokenizer.token_dropout is not None else "fixed-length",
-        "special_tokens": {name: v + i for i, name in enumerate(SPECIAL_TOKENS)},
-        "image_size": tokenizer.image_size,
-        "token_dtype": "uint16" if v <= 65536 else "int32",
-    }
-
+# Kept importable from here for older callers: they moved to their own modules.
+__all__ = ["SPECIAL_TOKENS", "check_weights", "from_pretrained", "import_model_classes", "is_export_dir",
+           "read_json", "save_pretrained", "token_spec"]
 
 def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None,
                 training: dict[str, Any] | None = None) -> str:
@@ -49,7 +40,7 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
         "",
         f"- encoder: {parts['encoder']}, quantizer: {parts['quantizer']}, decoder: {parts['decoder']}",
         f"- token dropout: {drop['class_path'].rsplit('.', 1)[-1] if drop else 'none'}",
-        f"- image size: {spec['image_size']} px; tokens: up to {spec['max_tokens']} ({spec['order']})",
+        f"- input: {_input_text(spec)}; tokens: up to {spec['max_tokens']} ({spec['order']})",
         f"- codebook: {spec['codebook_size']} codes; vocabulary with special tokens: {spec['vocab_size']}",
         f"- vistok version: {config['vistok_version']}",
     ]
@@ -76,6 +67,15 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
               "ids = tok.encode(images)   # (B, K) int64", "recon = tok.decode(ids)",
               "```", ""]
     return "\n".join(lines)
+
+
+def _input_text(spec: dict[str, Any]) -> str:
+    inputs = input_spec(spec)
+    if inputs.is_video:
+        return f"{inputs.channels} x T x {inputs.height} x {inputs.width} (T = {inputs.frames})"
+    if inputs.is_square and inputs.channels == 3:
+        return f"{inputs.height} px images"
+    return f"{inputs.channels} x {inputs.height} x {inputs.width} images (channels x height x width)"
 
 
 def is_export_dir(path: str | Path) -> bool:
@@ -140,23 +140,6 @@ def _umask() -> int:
     return mask
 
 
-def read_json(path: Path, missing_hint: str) -> Any:
-    """Parse a JSON file; a missing file or bad JSON raises an error naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {missing_hint}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
-
-
-def import_model_classes() -> None:
-    """Import every module that defines @configurable classes, so the allow-list is complete."""
-    import vistok.decoders  # noqa: F401
-    import vistok.quantizers  # noqa: F401
-    import vistok.tokenizers  # noqa: F401
-
-
 EXPORT_HINT = ("write one from a `vistok fit` checkpoint with `vistok export --model last.ckpt --output DIR`, "
                "or pass the .ckpt file itself")
 
@@ -169,8 +152,6 @@ def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
     Every tensor of model.safetensors must match the model's parameter or buffer of the same name in shape
     and kind (a floating tensor may differ in precision; it is cast) and be finite; a ValueError names the
     tensor otherwise."""
-    import_model_classes()
-
     path = Path(path)
     if path.is_file():
         if path.suffix in (".safetensors", ".json"):
@@ -197,10 +178,22 @@ def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
     return tokenizer.to(map_location).eval()
 
 
+def upgrade_state_keys(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Rename, in place, the weights a submodule declares renamed (`legacy_state_keys`: {old: new}, relative
+    to that submodule) when `state` has the old name and not the new one."""
+    for prefix, sub in module.named_modules():
+        for old, new in getattr(type(sub), "legacy_state_keys", {}).items():
+            old, new = (f"{prefix}.{old}", f"{prefix}.{new}") if prefix else (old, new)
+            if old in state and new not in state:
+                state[new] = state.pop(old)
+
+
 def check_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """Refuse weights that would load wrongly: missing or unexpected names, other shapes, integer data for a
     floating tensor (or the reverse), NaN or infinite values. Floating tensors are cast to the module's
-    precision in place of `state`."""
+    precision in place of `state`. Names an older vistok wrote are first renamed in place (a submodule's
+    `legacy_state_keys`, {old: new})."""
+    upgrade_state_keys(module, state)
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -49,7 +49,7 @@ def ladder_main(argv: list[str]) -> None:
                               if Path(a.output).is_file() else f"--output {a.output} exists and is not a file")
     device = resolve_device(a.device)
     tok = load_tokenizer(a.model, device)
-    images = torch.stack([pil_to_tensor(resize_crop(load_rgb(f), tok.image_size)) for f in a.input])
+    images = torch.stack([pil_to_tensor(resize_crop(load_rgb(f), tok.input_spec.side)) for f in a.input])
     sampling = {k: v for k, v in dict(steps=a.steps, guidance_scale=a.guidance, seed=a.seed).items() if v is not None}
     quality = save_ladder(tok, images.to(device), a.output, **sampling)
     print("K     " + " ".join(f"{k:>6d}" for k in quality))

@@ -3,14 +3,21 @@
 The velocity network is a DiT-style transformer (Peebles & Xie 2023) over the noised image patches, in pixel
 space or in the latent space of a frozen diffusers `AutoencoderKL` (`vae_path`), with the projected token
 sequence concatenated in context (FlexTok) and adaLN-zero modulation by the timestep; attention is SDPA.
-Missing tokens (a prefix K < N, nested-dropout drops, padding of a variable-length batch) become a learned mask
-token, so the network always sees N token positions and any K in 1..N decodes. A learned null token at every
-position is the condition dropped for classifier-free guidance.
+Missing tokens (a prefix K < N, nested-dropout drops, padding of a variable-length batch) become a learned
+"dropped" embedding (`vistok.nn.token_fill.TokenFill`, mode "mask", shared with `ViTPixelDecoder`), so the
+network always sees N token positions and any K in 1..N decodes. A learned null token at every position is
+the condition dropped for classifier-free guidance.
 
-The module composes three separate objects: this network, the objective (`RectifiedFlow`) and the sampler
-(`EulerSampler`) of `vistok.decoders.rectified_flow`. It exposes the two entry points every vistok decoder
+The module composes three separate objects (DiT style): this network, the objective (`objective=`, a
+`RectifiedFlow`) and the sampler (`sampler=`, an `EulerSampler`) of `vistok.decoders.rectified_flow`, each
+given to the constructor (None: the default one). It exposes the two entry points every vistok decoder
 offers: `training_loss(codes, valid, images)` for the trainer and `reconstruct(codes, valid, **sampling)`
-for `Tokenizer.decode`.
+for `Tokenizer.decode`. An export written before the objective and sampler were objects (flat arguments
+`cond_drop_prob`, `logit_mean`, `logit_std`, `sampler_shift`, `sample_steps`) still loads
+(`FlowDecoder.upgrade_init_args`).
+
+Shapes: noised input (B, C, h, w) -> patches (B, h/p * w/p, D), with the tokens' context (B, N, D) in the
+sequence -> velocity (B, C, h, w); any height x width (`image_size=(H, W)`).
 
 `patch_size` is in pixels in both spaces: with an 8x-downsampling VAE, patch 16 is FlexTok's latent patch 2,
 so the sequence length does not depend on the space. Departures from FlexTok: no REPA loss, plain CFG, the
@@ -27,13 +34,19 @@ import math
 import torch
 from torch import nn
 
-from vistok.configurable import configurable
+from vistok.configurable import class_path, configurable
 from vistok.decoders.latent import FrozenVAE
 from vistok.decoders.rectified_flow import EulerSampler, RectifiedFlow
+from vistok.input_spec import InputSpec, image_hw
 from vistok.nn.blocks import Transformer
 from vistok.nn.patch import PatchEmbed2D, unpatchify
+from vistok.nn.token_fill import TokenFill, legacy_keys
 
 PREDICTIONS = ("velocity", "sample", "preconditioned")
+# The flat arguments of older exports: {old FlowDecoder argument: (object, its argument)}.
+_LEGACY_ARGS = {"cond_drop_prob": ("objective", "cond_drop_prob"), "logit_mean": ("objective", "logit_mean"),
+                "logit_std": ("objective", "logit_std"), "sampler_shift": ("sampler", "shift"),
+                "sample_steps": ("sampler", "steps")}
 
 
 class TimestepEmbedding(nn.Module):
@@ -55,7 +68,7 @@ class TimestepEmbedding(nn.Module):
 class FlowDecoder(nn.Module):
     def __init__(
         self,
-        image_size: int = 256,
+        image_size: int | tuple[int, int] = 256,
         patch_size: int = 16,
         image_channels: int = 3,
         width: int = 768,
@@ -68,20 +81,19 @@ class FlowDecoder(nn.Module):
         vae_path: str | None = None,
         latent_scale: float | None = None,
         latent_shift: float | None = None,
-        cond_drop_prob: float = 0.1,
-        logit_mean: float = 0.0,
-        logit_std: float = 1.0,
-        sampler_shift: float = 1.0,
-        sample_steps: int = 25,
         latent_cache: str | None = None,
         prediction: str = "velocity",
         min_sigma: float = 0.05,
         sigma_data: float = 0.5,
+        objective: RectifiedFlow | None = None,
+        sampler: EulerSampler | None = None,
     ) -> None:
-        """`vae_path`: a local diffusers AutoencoderKL directory (None: pixel space). `latent_scale` /
-        `latent_shift` override the VAE config's scaling_factor / shift_factor. `sample_steps`: the Euler steps
-        of a decode that does not name `steps` (validation, grids, eval defaults). `latent_cache`: "memory" or a
-        directory to keep the VAE latents of training images (see `vistok.decoders.latent_cache`).
+        """`image_size`: the side of square images, or (height, width). `vae_path`: a local diffusers
+        AutoencoderKL directory (None: pixel space). `latent_scale` / `latent_shift` override the VAE config's
+        scaling_factor / shift_factor. `latent_cache`: "memory" or a directory to keep the VAE latents of
+        training images (see `vistok.decoders.latent_cache`). `objective`: the training objective (None:
+        `RectifiedFlow()`); `sampler`: the sampler of `reconstruct`, whose `steps` are those of a decode that
+        does not name them (None: `EulerSampler()`, 25 steps).
         `prediction`: what the network's head outputs, "velocity" (FlexTok, SD3) or "sample", the clean x0
         (JiT); either way `forward` returns the velocity, so the objective and the sampler do not change.
         `min_sigma`: the floor of sigma in the x0 -> velocity conversion (JiT's 0.05). "preconditioned": EDM's
@@ -96,20 +108,21 @@ class FlowDecoder(nn.Module):
         self.vae = None if vae_path is None else FrozenVAE(vae_path, latent_scale, latent_shift, latent_cache)
         factor = 1 if self.vae is None else self.vae.downsample
         self.channels = image_channels if self.vae is None else self.vae.channels
-        if image_size % patch_size or patch_size % factor:
+        h, w = image_hw(image_size)
+        if h % patch_size or w % patch_size or patch_size % factor:
             raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}, itself a "
                              f"multiple of the VAE's downsampling {factor}")
-        self.image_size, self.num_tokens = image_size, num_tokens
+        self.output_spec = InputSpec(image_channels, h, w, "1")
+        self.image_size = h if h == w else (h, w)
+        self.num_tokens, self.token_dim = num_tokens, token_dim
         self.patch = patch_size // factor  # patch side in the network's space (pixels or latents)
-        self.grid = image_size // patch_size
-        self.num_patches = self.grid * self.grid
+        self.grid = (h // patch_size, w // patch_size)  # (rows, columns) of patches
+        self.num_patches = self.grid[0] * self.grid[1]
         scale = width**-0.5
         self.patch_embed = PatchEmbed2D(self.patch, self.channels, width)
         self.patch_pos = nn.Parameter(scale * torch.randn(1, self.num_patches, width))
         self.time_embed = TimestepEmbedding(width)
-        self.token_proj = nn.Linear(token_dim, width)
-        self.token_pos = nn.Parameter(scale * torch.randn(1, num_tokens, width))
-        self.mask_token = nn.Parameter(scale * torch.randn(1, 1, width))  # dropped / missing tokens
+        self.token_fill = TokenFill(num_tokens, token_dim, width, "mask")  # dropped / missing tokens
         self.null_token = nn.Parameter(scale * torch.randn(1, 1, width))  # the CFG null condition
         self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm, cond_dim=width)
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
@@ -118,31 +131,39 @@ class FlowDecoder(nn.Module):
         for layer in (self.out_modulation[-1], self.out_proj):  # DiT: the network starts by predicting 0
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-        self.objective = RectifiedFlow(cond_drop_prob, logit_mean, logit_std)
-        self.sampler = EulerSampler(sampler_shift)
-        self.sample_steps = sample_steps
+        self.objective = RectifiedFlow() if objective is None else objective
+        self.sampler = EulerSampler() if sampler is None else sampler
         # The training draws (noise, sigma, condition dropout); None: torch's global RNG. A trainer may set a
         # generator (on this module's device) and checkpoint its state for an exact resume.
         self.generator: torch.Generator | None = None
 
+    @property
+    def sample_steps(self) -> int:
+        """The sampler's default number of steps (an older name, kept for callers)."""
+        return self.sampler.steps
+
+    legacy_state_keys = legacy_keys("mask_token")
+
+    @staticmethod
+    def upgrade_init_args(args: dict) -> dict:
+        """Map the flat objective/sampler arguments of an older export onto `objective` / `sampler` configs."""
+        moved: dict[str, dict] = {"objective": {}, "sampler": {}}
+        for old, (owner, new) in _LEGACY_ARGS.items():
+            if old in args and args.get(owner) is None:
+                moved[owner][new] = args.pop(old)
+        for owner, cls in (("objective", RectifiedFlow), ("sampler", EulerSampler)):
+            if moved[owner]:
+                args[owner] = {"class_path": class_path(cls), "init_args": moved[owner]}
+        return args
+
     # --- the velocity network ------------------------------------------------------------------------------
     def condition(self, codes: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """codes (B, K, d), 1 <= K <= N; valid (B, K) bool or None -> context (B, N, D)."""
-        b, k, _ = codes.shape
-        if not 1 <= k <= self.num_tokens:
-            raise ValueError(f"the decoder takes 1..{self.num_tokens} tokens, got {k}")
-        tokens = self.token_proj(codes)  # (B, K, D)
-        keep = torch.ones(b, k, dtype=torch.bool, device=codes.device) if valid is None else valid.bool()
-        if k < self.num_tokens:
-            pad = self.num_tokens - k
-            tokens = torch.cat([tokens, tokens.new_zeros(b, pad, tokens.shape[-1])], dim=1)
-            keep = torch.cat([keep, keep.new_zeros(b, pad)], dim=1)
-        tokens = torch.where(keep[..., None], tokens, self.mask_token.to(tokens.dtype))
-        return tokens + self.token_pos  # (B, N, D)
+        return self.token_fill(codes, valid)[0]  # (B, N, D)
 
     def null_condition(self, batch: int) -> torch.Tensor:
         """The learned null condition (B, N, D)."""
-        return (self.null_token + self.token_pos).expand(batch, -1, -1)
+        return (self.null_token + self.token_fill.pos).expand(batch, -1, -1)
 
     def forward(self, x_t: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """x_t (B, C, h, w) noised input, sigma (B,), context (B, N, D) -> velocity (B, C, h, w)."""
@@ -187,10 +208,9 @@ class FlowDecoder(nn.Module):
     def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, steps: int | None = None,
                     guidance_scale: float = 1.0, seed: int = 0) -> torch.Tensor:
         """Sample images (B, 3, H, W) (unclamped) for codes (B, K, d); fixed `seed` -> identical output.
-        `steps` defaults to `sample_steps` (25)."""
-        steps = self.sample_steps if steps is None else steps
+        `steps` defaults to the sampler's (25)."""
         context = self.condition(codes, valid)
         null = None if float(guidance_scale) == 1.0 else self.null_condition(codes.shape[0])
-        side = self.grid * self.patch
-        x = self.sampler.sample(self, (self.channels, side, side), context, null, steps, guidance_scale, seed)
+        shape = (self.channels, self.grid[0] * self.patch, self.grid[1] * self.patch)
+        x = self.sampler.sample(self, shape, context, null, steps, guidance_scale, seed)
         return x if self.vae is None else self.vae.decode(x)

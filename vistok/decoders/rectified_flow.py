@@ -6,7 +6,9 @@ FlexTok (Bachmann et al. 2025): `x_t = sigma * noise + (1 - sigma) * x0`, the ne
 and the token condition is replaced by the network's learned null condition with probability `cond_drop_prob`
 so that classifier-free guidance works at inference.
 
-Both objects take the network as a function `velocity(x_t (B, ...), sigma (B,), context) -> (B, ...)`.
+Both objects are `@configurable` (a config or an export names them with `class_path`/`init_args`, e.g.
+`FlowDecoder(objective=RectifiedFlow(logit_mean=1.0), sampler=EulerSampler(steps=25))`) and take the network
+as a function `velocity(x_t (B, ...), sigma (B,), context) -> (B, ...)`.
 
 Departures: the sampler uses plain CFG (`v_u + s * (v_c - v_u)`), not FlexTok's normalized/adaptive projected
 guidance; the starting noise is drawn once per call from `seed` and shared by every image of the batch, so an
@@ -20,6 +22,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from vistok.configurable import configurable
+
 Velocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -28,10 +32,13 @@ def _expand(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return sigma.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
 
+@configurable
 class RectifiedFlow:
     """The training objective: noise an input, ask the network for `noise - x0`, mean squared error."""
 
     def __init__(self, cond_drop_prob: float = 0.1, logit_mean: float = 0.0, logit_std: float = 1.0) -> None:
+        """`cond_drop_prob`: how often the token condition is replaced by the null condition (for CFG);
+        `logit_mean` / `logit_std`: the logit-normal distribution of the training sigmas (SD3)."""
         if not 0.0 <= cond_drop_prob <= 1.0:
             raise ValueError(f"cond_drop_prob must be in [0, 1], got {cond_drop_prob}")
         self.cond_drop_prob, self.logit_mean, self.logit_std = cond_drop_prob, logit_mean, logit_std
@@ -81,24 +88,30 @@ def guided_velocity(velocity: Velocity, x: torch.Tensor, sigma: torch.Tensor, co
     return v_null + guidance_scale * (v_cond - v_null)
 
 
+@configurable
 class EulerSampler:
     """Euler integration from sigma = 1 (noise) to 0 with diffusers' `FlowMatchEulerDiscreteScheduler`.
 
-    `shift` is the scheduler's timestep shift (1.0: uniform sigmas; SD3 uses 3.0 at 1024 px)."""
+    `shift` is the scheduler's timestep shift (1.0: uniform sigmas; SD3 uses 3.0 at 1024 px); `steps` the
+    number of Euler steps of a call that does not name them (validation, grids, `decode` defaults)."""
 
-    def __init__(self, shift: float = 1.0) -> None:
-        self.shift = shift
+    def __init__(self, shift: float = 1.0, steps: int = 25) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        self.shift, self.steps = shift, steps
 
     @torch.no_grad()
     def sample(self, velocity: Velocity, shape: tuple[int, ...], context: torch.Tensor,
-               null_context: torch.Tensor | None = None, steps: int = 25, guidance_scale: float = 1.0,
+               null_context: torch.Tensor | None = None, steps: int | None = None, guidance_scale: float = 1.0,
                seed: int = 0) -> torch.Tensor:
         """shape: one sample's (C, h, w); context (B, N, D). Returns x0 estimates (B, C, h, w) in fp32.
+        `steps`: None for this sampler's `steps`.
 
         With guidance_scale == 1 the null condition is not needed and the network runs once per step on B;
         otherwise it runs once per step on the doubled batch 2B (conditional + null)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
+        steps = self.steps if steps is None else steps
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
         guided = float(guidance_scale) != 1.0

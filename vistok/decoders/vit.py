@@ -7,9 +7,11 @@ mapped to pixels. Departures: tokens shorter than N are handled in one of two wa
   variable-length batch are masked out of attention;
 - `token_fill="mask"` (FlexTok): positions K..N-1 are replaced by a learned "dropped token" so the decoder
   always sees N positions, exactly as in nested-dropout training.
-Optional conv upsampling head (`head="conv"`) for tiny images. Optional linear path (`linear_path=True`, small
-images only): a linear map of all token channels is added to the pixels and the head's last layer starts at
-zero, so a PCA initialisation (`vistok.tokenizers.pca_init`) is the starting point (`vistok.nn.linear_path`).
+Token filling is `vistok.nn.token_fill.TokenFill`, shared with `FlowDecoder`. Any height x width
+(`image_size=(H, W)`): the patch grid is H/p x W/p. Optional conv upsampling head (`head="conv"`) for tiny
+images. Optional linear path (`linear_path=True`, small images only): a linear map of all token channels is
+added to the pixels and the head's last layer starts at zero, so a PCA initialisation
+(`vistok.tokenizers.pca_init`) is the starting point (`vistok.nn.linear_path`).
 """
 
 from __future__ import annotations
@@ -18,17 +20,21 @@ import torch
 from torch import nn
 
 from vistok.configurable import configurable
+from vistok.input_spec import InputSpec, image_hw
 from vistok.nn.attention import key_padding_mask
 from vistok.nn.blocks import Transformer
 from vistok.nn.linear_path import LinearDecoderPath
 from vistok.nn.patch import build_head
+from vistok.nn.token_fill import TokenFill, legacy_keys
 
 
 @configurable
 class ViTPixelDecoder(nn.Module):
+    legacy_state_keys = legacy_keys("dropped_token")  # names in exports before `TokenFill`
+
     def __init__(
         self,
-        image_size: int = 256,
+        image_size: int | tuple[int, int] = 256,
         patch_size: int = 16,
         out_channels: int = 3,
         width: int = 512,
@@ -43,23 +49,26 @@ class ViTPixelDecoder(nn.Module):
         head_channels: list[int] | None = None,
         linear_path: bool = False,
     ) -> None:
+        """`image_size`: the side of square images, or (height, width). `token_fill`: "truncate" or "mask"
+        (see `vistok.nn.token_fill`)."""
         super().__init__()
-        if token_fill not in ("truncate", "mask"):
-            raise ValueError(f"token_fill must be 'truncate' or 'mask', got {token_fill!r}")
-        self.image_size, self.num_tokens, self.token_fill = image_size, num_tokens, token_fill
-        grid = image_size // patch_size
-        self.num_patches = grid * grid
+        h, w = image_hw(image_size)
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        self.output_spec = InputSpec(out_channels, h, w, "1")
+        self.image_size = h if h == w else (h, w)
+        self.num_tokens, self.token_dim = num_tokens, token_dim
+        grid = (h // patch_size, w // patch_size)
+        self.num_patches = grid[0] * grid[1]
         scale = width**-0.5
-        self.token_proj = nn.Linear(token_dim, width)
-        self.token_pos = nn.Parameter(scale * torch.randn(1, num_tokens, width))
-        self.mask_token = nn.Parameter(scale * torch.randn(1, 1, width))
+        self.token_fill = TokenFill(num_tokens, token_dim, width, token_fill)
+        self.mask_token = nn.Parameter(scale * torch.randn(1, 1, width))  # TiTok's name: the per-patch query
         self.patch_pos = nn.Parameter(scale * torch.randn(1, self.num_patches, width))
-        self.dropped_token = nn.Parameter(scale * torch.randn(1, 1, width)) if token_fill == "mask" else None
         self.norm_pre = nn.LayerNorm(width)
         self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm)
         self.norm_post = nn.LayerNorm(width)
         self.head = build_head(head, patch_size, out_channels, width, grid, head_channels)
-        self.linear_path = LinearDecoderPath(out_channels, image_size, num_tokens, token_dim) if linear_path else None
+        self.linear_path = LinearDecoderPath(out_channels, (h, w), num_tokens, token_dim) if linear_path else None
         if linear_path:  # the transformer starts as a zero residual on the linear (PCA) reconstruction
             last = [m for m in self.head.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
             nn.init.zeros_(last.weight)
@@ -70,23 +79,9 @@ class ViTPixelDecoder(nn.Module):
 
         Returns (B, C, H, W), unclamped (the training loss sees the raw output).
         """
-        b, k, _ = codes.shape
-        if not 1 <= k <= self.num_tokens:
-            raise ValueError(f"the decoder takes 1..{self.num_tokens} tokens, got {k}")
-        tokens = self.token_proj(codes)  # (B, K, D)
-        mask = None
-        if self.token_fill == "mask":
-            keep = torch.ones(b, k, dtype=torch.bool, device=codes.device) if valid is None else valid
-            if k < self.num_tokens:
-                pad = self.num_tokens - k
-                tokens = torch.cat([tokens, tokens.new_zeros(b, pad, tokens.shape[-1])], dim=1)
-                keep = torch.cat([keep, keep.new_zeros(b, pad)], dim=1)
-            tokens = torch.where(keep[..., None], tokens, self.dropped_token.to(tokens.dtype))
-            tokens = tokens + self.token_pos  # (B, N, D)
-        else:
-            tokens = tokens + self.token_pos[:, :k]
-            if valid is not None and not bool(valid.all()):
-                mask = key_padding_mask(valid, prefix=self.num_patches)
+        b = codes.shape[0]
+        tokens, key_valid = self.token_fill(codes, valid)  # (B, N or K, D), (B, K) | None
+        mask = None if key_valid is None else key_padding_mask(key_valid, prefix=self.num_patches)
         queries = (self.mask_token + self.patch_pos).expand(b, -1, -1).to(tokens.dtype)  # (B, L, D)
         h = self.transformer(self.norm_pre(torch.cat([queries, tokens], dim=1)), mask)
         out = self.head(self.norm_post(h[:, : self.num_patches]))  # (B, C, H, W)

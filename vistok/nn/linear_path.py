@@ -17,14 +17,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vistok.input_spec import image_hw
+
 
 class LinearEncoderPath(nn.Module):
     """(B, C, H, W) -> (B, N, d): one linear map of the flattened image."""
 
-    def __init__(self, in_channels: int, image_size: int, num_tokens: int, token_dim: int) -> None:
+    def __init__(self, in_channels: int, image_size: int | tuple[int, int], num_tokens: int, token_dim: int) -> None:
         super().__init__()
         self.num_tokens, self.token_dim = num_tokens, token_dim
-        self.proj = nn.Linear(in_channels * image_size * image_size, num_tokens * token_dim)
+        h, w = image_hw(image_size)
+        self.proj = nn.Linear(in_channels * h * w, num_tokens * token_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x.flatten(1)).view(x.shape[0], self.num_tokens, self.token_dim)
@@ -36,10 +39,11 @@ class LinearDecoderPath(nn.Module):
     Dropped or missing tokens contribute zero, the mean of a centred PCA coefficient, so any prefix decodes
     to the linear least-squares estimate from the components it carries."""
 
-    def __init__(self, out_channels: int, image_size: int, num_tokens: int, token_dim: int) -> None:
+    def __init__(self, out_channels: int, image_size: int | tuple[int, int], num_tokens: int, token_dim: int) -> None:
         super().__init__()
-        self.num_tokens, self.out_channels, self.image_size = num_tokens, out_channels, image_size
-        self.proj = nn.Linear(num_tokens * token_dim, out_channels * image_size * image_size)
+        self.num_tokens, self.token_dim, self.out_channels = num_tokens, token_dim, out_channels
+        self.height, self.width = image_hw(image_size)
+        self.proj = nn.Linear(num_tokens * token_dim, out_channels * self.height * self.width)
 
     def forward(self, codes: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         b, k, d = codes.shape
@@ -47,5 +51,4 @@ class LinearDecoderPath(nn.Module):
             codes = codes * valid[..., None].to(codes.dtype)
         if k < self.num_tokens:
             codes = torch.cat([codes, codes.new_zeros(b, self.num_tokens - k, d)], dim=1)  # (B, N, d)
-        s = self.image_size
-        return self.proj(codes.flatten(1)).view(b, self.out_channels, s, s)
+        return self.proj(codes.flatten(1)).view(b, self.out_channels, self.height, self.width)

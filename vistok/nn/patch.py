@@ -70,17 +70,23 @@ class ConvStem(nn.Module):
         return rearrange(self.net(x), "b d h w -> b (h w) d")
 
 
-def unpatchify(x: torch.Tensor, patch_size: int, grid: int, channels: int = 3) -> torch.Tensor:
-    """(B, grid*grid, p*p*C) -> (B, C, grid*p, grid*p)."""
+def grid_hw(grid: int | tuple[int, int]) -> tuple[int, int]:
+    """A patch grid given as a side (square) or as (rows, columns)."""
+    return (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
+
+
+def unpatchify(x: torch.Tensor, patch_size: int, grid: int | tuple[int, int], channels: int = 3) -> torch.Tensor:
+    """(B, gh*gw, p*p*C) -> (B, C, gh*p, gw*p); `grid` is gh = gw or (gh, gw)."""
+    gh, gw = grid_hw(grid)
     return rearrange(
-        x, "b (h w) (p q c) -> b c (h p) (w q)", h=grid, w=grid, p=patch_size, q=patch_size, c=channels
+        x, "b (h w) (p q c) -> b c (h p) (w q)", h=gh, w=gw, p=patch_size, q=patch_size, c=channels
     )
 
 
 class LinearPatchHead(nn.Module):
     """(B, L, D) -> (B, C, H, W): ViT's linear map of each token to its patch's pixels."""
 
-    def __init__(self, patch_size: int, out_channels: int, dim: int, grid: int) -> None:
+    def __init__(self, patch_size: int, out_channels: int, dim: int, grid: int | tuple[int, int]) -> None:
         super().__init__()
         self.patch_size, self.grid, self.out_channels = patch_size, grid, out_channels
         self.proj = nn.Linear(dim, patch_size * patch_size * out_channels)
@@ -95,7 +101,7 @@ class ConvUpsampleHead(nn.Module):
     `channels` (one per stage, first = lowest resolution) overrides the default widths
     max(dim / 2^(i+1), 32); the full-resolution stages dominate the cost, so narrowing them is cheap."""
 
-    def __init__(self, patch_size: int, out_channels: int, dim: int, grid: int,
+    def __init__(self, patch_size: int, out_channels: int, dim: int, grid: int | tuple[int, int],
                  channels: list[int] | None = None) -> None:
         super().__init__()
         n = _num_halvings(patch_size)
@@ -115,7 +121,8 @@ class ConvUpsampleHead(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = rearrange(x, "b (h w) d -> b d h w", h=self.grid, w=self.grid)
+        gh, gw = grid_hw(self.grid)
+        x = rearrange(x, "b (h w) d -> b d h w", h=gh, w=gw)
         return self.net(x)
 
 
@@ -131,7 +138,7 @@ def build_stem(kind: str, patch_size: int, in_channels: int, dim: int,
     raise ValueError(f"stem must be 'linear' or 'conv', got {kind!r}")
 
 
-def build_head(kind: str, patch_size: int, out_channels: int, dim: int, grid: int,
+def build_head(kind: str, patch_size: int, out_channels: int, dim: int, grid: int | tuple[int, int],
                channels: list[int] | None = None) -> nn.Module:
     """`channels` (conv head only) sets each stage's width; None keeps the defaults."""
     if kind == "linear":

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vistok.hub import read_json
+from vistok.jsonfile import read_json
 
 FORMAT = "vistok-token-shards/1"
 MANIFEST = "manifest.json"

@@ -86,7 +86,7 @@ def weights_fingerprint(tok: torch.nn.Module) -> str:
 
 
 def tokenizer_info(tok: Any, model_path: str | None) -> dict[str, Any]:
-    from vistok.hub import token_spec
+    from vistok.token_spec import token_spec
 
     cls = type(tok)
     return {"model": model_path, "class": f"{cls.__module__}.{cls.__qualname__}",
@@ -264,7 +264,7 @@ def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: 
     if not pending:
         return 0
     dtype = np.dtype(np.uint16 if tok.codebook_size <= 65536 else np.int32)
-    stream = InputStream(plan, pending, tok.image_size, batch_size, max_pixels, augment)
+    stream = InputStream(plan, pending, tok.input_spec.side, batch_size, max_pixels, augment)
     workers = min(workers, len(pending))
     loader = DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
                         pin_memory=tok.device.type == "cuda")

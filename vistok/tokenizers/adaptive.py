@@ -53,7 +53,7 @@ def encode_adaptive(tokenizer, images: torch.Tensor, target_psnr: float) -> Adap
     if (isinstance(target_psnr, bool) or not isinstance(target_psnr, numbers.Real) or not math.isfinite(target_psnr)
             or target_psnr <= 0):
         raise ValueError(f"target_psnr must be a finite number of dB > 0, got {target_psnr!r}")
-    images = tokenizer.check_images(images)  # (B, 3, S, S) float32 on the model's device
+    images = tokenizer.check_images(images)  # (B, C, H, W) float32 on the model's device
     if not len(images):
         raise ValueError("encode_adaptive got an empty batch: images of shape "
                          f"{tuple(images.shape)} hold no image")

@@ -18,7 +18,7 @@ from vistok.tokenizers.titok import TiTokEncoder
 class FlexTokEncoder(TiTokEncoder):
     def __init__(
         self,
-        image_size: int = 256,
+        image_size: int | tuple[int, int] = 256,
         patch_size: int = 16,
         in_channels: int = 3,
         width: int = 768,

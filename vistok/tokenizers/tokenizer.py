@@ -1,6 +1,11 @@
 """`Tokenizer`: encoder -> quantizer -> (token dropout) -> decoder, with the user-facing encode/decode API.
 
 Plain `nn.Module`; training objectives live in `vistok.trainers`, export in `vistok.hub`.
+
+One source of truth: the encoder's `input_spec` (channels, frames rule, height, width), `num_tokens` and
+`token_dim` are the tokenizer's; the constructor refuses a quantizer, decoder or token dropout that disagrees,
+naming both sides. Inputs are checked against `input_spec` in one place (`check_images`, and the shape part of
+it in `forward`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from torch import nn
 
 from vistok.configurable import configurable
+from vistok.input_spec import InputSpec
 from vistok.quantizers.base import Quantizer, QuantizerOutput
 
 
@@ -55,6 +61,32 @@ def _warn_zero_one(lo: float, hi: float) -> None:
                   "files with vistok.load_images(paths, tok.image_size). Shown once.", UserWarning, stacklevel=4)
 
 
+def _check_parts(encoder: nn.Module, quantizer: Quantizer, decoder: nn.Module,
+                 token_dropout: nn.Module | None) -> None:
+    """Encoder, quantizer, decoder and token dropout must agree on N, the token dimension and the image; each
+    error names both sides (a TailDrop(16) in an N = 32 tokenizer would otherwise never train the tail)."""
+    n, d = getattr(encoder, "num_tokens", None), getattr(encoder, "token_dim", None)
+    if d != quantizer.dim:
+        raise ValueError(f"encoder.token_dim ({d}) must equal quantizer.dim ({quantizer.dim})")
+    pairs = [("decoder.num_tokens", getattr(decoder, "num_tokens", n), "encoder.num_tokens", n),
+             ("decoder.token_dim", getattr(decoder, "token_dim", d), "encoder.token_dim", d)]
+    if token_dropout is not None:
+        pairs.append(("token_dropout.num_tokens", getattr(token_dropout, "num_tokens", n), "encoder.num_tokens", n))
+    linear = getattr(decoder, "linear_path", None)
+    if linear is not None:
+        pairs += [("decoder.linear_path.num_tokens", linear.num_tokens, "encoder.num_tokens", n),
+                  ("decoder.linear_path.token_dim", linear.token_dim, "encoder.token_dim", d)]
+    for name, value, other, want in pairs:
+        if value != want:
+            raise ValueError(f"{name} ({value}) must equal {other} ({want})")
+    spec, out = getattr(encoder, "input_spec", None), getattr(decoder, "output_spec", None)
+    if spec is None:
+        raise ValueError(f"the encoder ({type(encoder).__name__}) has no input_spec")
+    if out is not None and out != spec:
+        raise ValueError(f"the decoder's output {out.shape_text()} (decoder image_size / channels) must equal the "
+                         f"encoder's input {spec.shape_text()} (encoder image_size / channels)")
+
+
 @configurable
 class Tokenizer(nn.Module):
     def __init__(
@@ -65,17 +97,24 @@ class Tokenizer(nn.Module):
         token_dropout: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if getattr(encoder, "token_dim", None) != quantizer.dim:
-            raise ValueError(
-                f"encoder.token_dim ({getattr(encoder, 'token_dim', None)}) must equal quantizer.dim ({quantizer.dim})"
-            )
+        _check_parts(encoder, quantizer, decoder, token_dropout)
         self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
         self.token_dropout = token_dropout
 
     # --- facts a user needs ------------------------------------------------------------------------------
     @property
+    def input_spec(self) -> InputSpec:
+        """What `encode` and `forward` take: channels, frames rule, height, width (the encoder's)."""
+        return self.encoder.input_spec
+
+    @property
     def image_size(self) -> int:
-        return self.encoder.image_size
+        """The side of a square image model (compatibility; `input_spec` describes every model)."""
+        spec = self.input_spec
+        if spec.is_video or not spec.is_square:
+            raise ValueError(f"image_size is defined for square image models only; this one takes "
+                             f"{spec.shape_text()}: read tok.input_spec")
+        return spec.height
 
     @property
     def max_tokens(self) -> int:
@@ -91,6 +130,8 @@ class Tokenizer(nn.Module):
 
     # --- training ----------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> TokenizerOutput:
+        """Training: images as `input_spec` says (B, C, H, W) -> reconstruction, codes, token validity."""
+        self.input_spec.check(images)  # shape only: no device sync per step
         quant = self.quantizer(self.encoder(images))  # codes (B, N, d)
         codes, valid = quant.codes, None
         if self.token_dropout is not None:
@@ -106,32 +147,31 @@ class Tokenizer(nn.Module):
         """images (B, 3, H, W) float in [-1, 1] -> int64 ids (B, K), K = num_tokens or max_tokens.
 
         Pixels are in [-1, 1] (`x_uint8 / 127.5 - 1`), not [0, 1] (TiTok's and `ToTensor`'s convention: use
-        `x * 2 - 1`), at exactly `image_size` x `image_size`. `vistok.load_images(paths, tok.image_size)` loads
-        files, PIL images or uint8 arrays, resized and cropped as the CLI does, in this range. A batch with no
+        `x * 2 - 1`), at exactly the height and width of `input_spec`. `vistok.load_images(paths,
+        tok.image_size)` loads files, PIL images or uint8 arrays, resized and cropped as the CLI does, in this
+        range. A batch with no
         negative value at all but values in [0, 1] gives a warning (once per process)."""
         k = self._check_length(self.max_tokens if num_tokens is None else num_tokens)
         z = self.encoder(self.check_images(images))
         return self.quantizer(z).indices[:, :k]  # (B, K)
 
     def check_images(self, images: Any) -> torch.Tensor:
-        """The one check of user images: returns float32 (B, C, S, S) on the model's device, or raises a
+        """The one check of user images: returns float32 (B, C, H, W) on the model's device, or raises a
         ValueError naming the problem. A torch tensor or numpy array of float16/bfloat16/float32/float64 is
-        accepted (converted to float32); integer, bool or complex pixels, NaN/inf, a wrong shape or values
-        outside [-1, 1] are refused."""
-        c, s = getattr(self.encoder, "in_channels", 3), self.image_size
+        accepted (converted to float32); integer, bool or complex pixels, NaN/inf, a shape other than
+        `input_spec`'s or values outside [-1, 1] are refused."""
+        shape = self.input_spec.shape_text()
         if isinstance(images, np.ndarray):
             if images.dtype.kind != "f":
                 raise ValueError(f"images must be floats in [-1, 1], got a numpy array of {images.dtype}"
                                  + (" (for uint8 pixels use x / 127.5 - 1)" if images.dtype.kind in "ui" else ""))
             images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         if not isinstance(images, torch.Tensor):
-            raise ValueError(f"images must be a float tensor (B, {c}, {s}, {s}) in [-1, 1], got "
-                             f"{type(images).__name__}")
+            raise ValueError(f"images must be a float tensor {shape} in [-1, 1], got {type(images).__name__}")
         if not images.is_floating_point():
-            raise ValueError(f"images must be a float tensor (B, {c}, {s}, {s}) in [-1, 1], got {images.dtype}"
+            raise ValueError(f"images must be a float tensor {shape} in [-1, 1], got {images.dtype}"
                              + (" (for uint8 pixels use x / 127.5 - 1)" if images.dtype == torch.uint8 else ""))
-        if images.ndim != 4 or images.shape[1] != c or tuple(images.shape[-2:]) != (s, s):
-            raise ValueError(f"images must have shape (B, {c}, {s}, {s}), got {tuple(images.shape)}")
+        self.input_spec.check(images)
         images = images.to(self.device, torch.float32)
         if images.numel():
             bad = int((~torch.isfinite(images)).sum())

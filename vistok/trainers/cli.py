@@ -9,6 +9,13 @@ logger writes straight into it (its `save_dir` follows the root, no `name`/`vers
 callbacks without a `dirpath` write to `<root>/checkpoints`, so a rerun with the same root and
 `--ckpt_path last` (or an explicit path) resumes the run in place:
 `<root>/{config.yaml, metrics.csv, hparams.yaml, checkpoints/last.ckpt, reconstructions/}`.
+
+Each number once: the encoder's `num_tokens`, `token_dim`, `image_size` and channels are linked (jsonargparse
+`link_arguments`, applied at parse time) to the decoder's and the token dropout's, so a config states them in
+the encoder only and `--model.tokenizer.init_args.encoder.init_args.num_tokens=16` changes all of them. A
+linked value written on the decoder or dropout anyway is replaced by the encoder's; a link whose target the
+chosen class lacks (a decoder without `token_dim`, no token dropout) is skipped. In Python, `Tokenizer` refuses
+parts that disagree, naming both sides.
 """
 
 from __future__ import annotations
@@ -23,6 +30,15 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from vistok.data.datamodule import ImageDataModule
 from vistok.quiet import silence_known_noise
 from vistok.trainers.system import TokenizerSystem
+
+# (encoder argument, the decoder's / token dropout's arguments that must equal it)
+TOKENIZER = "model.tokenizer.init_args"
+LINKS = (
+    ("encoder.init_args.num_tokens", ("decoder.init_args.num_tokens", "token_dropout.init_args.num_tokens")),
+    ("encoder.init_args.token_dim", ("decoder.init_args.token_dim",)),
+    ("encoder.init_args.image_size", ("decoder.init_args.image_size",)),
+    ("encoder.init_args.in_channels", ("decoder.init_args.out_channels", "decoder.init_args.image_channels")),
+)
 
 # Loggers whose directory is save_dir/name/version: made to write into the run directory itself.
 DIRECTORY_LOGGERS = ("CSVLogger", "TensorBoardLogger")
@@ -54,6 +70,11 @@ class VistokArgumentParser(LightningArgumentParser):
 
 
 class VistokCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for source, targets in LINKS:
+            for target in targets:
+                parser.link_arguments(f"{TOKENIZER}.{source}", f"{TOKENIZER}.{target}", apply_on="parse")
+
     def _run_root(self) -> str:
         config = self.config[self.subcommand] if self.subcommand else self.config
         return str(config.trainer.default_root_dir or "runs")

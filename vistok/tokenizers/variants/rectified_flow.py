@@ -4,6 +4,7 @@ with that decoder, `rf-demo` the model of configs/demo_rf.yaml."""
 from __future__ import annotations
 
 from vistok.decoders.flow import FlowDecoder
+from vistok.decoders.rectified_flow import EulerSampler, RectifiedFlow
 from vistok.quantizers.fsq import FSQQuantizer
 from vistok.tokenizers.dropout import NestedDropout
 from vistok.tokenizers.flextok import FlexTokEncoder
@@ -31,6 +32,7 @@ def rf_demo(num_tokens: int = 32, levels: tuple[int, ...] = (8, 8, 8, 5, 5)) -> 
     enc = TiTokEncoder(image_size=32, patch_size=8, width=128, depth=2, num_heads=2, num_tokens=num_tokens,
                        token_dim=d, stem="conv", stem_channels=[16, 32, 64])
     dec = FlowDecoder(image_size=32, patch_size=4, width=128, depth=3, num_heads=2, num_tokens=num_tokens,
-                      token_dim=d, qk_norm=False, cond_drop_prob=0.1, logit_mean=1.0)
+                      token_dim=d, qk_norm=False, objective=RectifiedFlow(cond_drop_prob=0.1, logit_mean=1.0),
+                      sampler=EulerSampler())
     return Tokenizer(enc, FSQQuantizer(list(levels), input_norm=True), dec,
                      NestedDropout(num_tokens, "pow2", full_prob=0.25))

@@ -1,0 +1,43 @@
+"""tokens.json: what a downstream model needs to know about a tokenizer's tokens and inputs.
+
+`{"codebook_size", "vocab_size", "max_tokens", "order", "special_tokens": {bos, eos, pad, mask},
+  "input": {"channels", "height", "width", "frames"}, "image_size" (square image models only, for readers of
+  older exports), "token_dtype"}`. Special ids follow the codebook (DESIGN.md, Contracts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vistok.input_spec import InputSpec, image_hw
+
+SPECIAL_TOKENS = ("bos", "eos", "pad", "mask")
+
+
+def token_spec(tokenizer: Any) -> dict[str, Any]:
+    """The tokens.json content of a `Tokenizer`."""
+    v = tokenizer.codebook_size
+    inputs: InputSpec = tokenizer.input_spec
+    spec: dict[str, Any] = {
+        "codebook_size": v,
+        "vocab_size": v + len(SPECIAL_TOKENS),
+        "max_tokens": tokenizer.max_tokens,
+        "order": "coarse-to-fine" if tokenizer.token_dropout is not None else "fixed-length",
+        "special_tokens": {name: v + i for i, name in enumerate(SPECIAL_TOKENS)},
+        "input": inputs.to_json(),
+        "token_dtype": "uint16" if v <= 65536 else "int32",
+    }
+    if inputs.is_square and not inputs.is_video:
+        spec["image_size"] = inputs.height  # kept for readers of older exports
+    return spec
+
+
+def input_spec(spec: dict[str, Any]) -> InputSpec:
+    """The `InputSpec` recorded in a tokens.json (or a manifest's copy of it); older ones hold only
+    `image_size` (square RGB images)."""
+    if "input" in spec:
+        return InputSpec.from_json(spec["input"])
+    if "image_size" not in spec:
+        raise ValueError("tokens.json has neither an 'input' block nor an 'image_size'")
+    h, w = image_hw(spec["image_size"])
+    return InputSpec(3, h, w, "1")
