@@ -18,9 +18,12 @@ from typing import Any
 
 import litserve as ls
 from fastapi import Response
+from fastapi.responses import JSONResponse
 
 from vistok.serve.facts import ModelFacts
 from vistok.serve.requests import DecodeJob, EncodeJob
+
+BATCH_HEADER = "X-Vistok-Batch-Size"  # how many requests the worker ran together with this one (itself included)
 
 
 def _finite(x: float) -> float | None:
@@ -94,13 +97,14 @@ class EncodeAPI(_TokenizerAPI):
                           "psnr": _finite(float(adaptive.psnr[row])), "reached": not bool(adaptive.unreachable[row])}
         for o, j in zip(out, jobs):
             o["source"] = j.source
-        return out
+        return [(o, len(jobs)) for o in out]
 
-    def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
-        k = len(output["tokens"])
-        f = self.facts
-        return {**output, "num_tokens": k, "codebook_size": f.codebook_size, "vocab_size": f.vocab_size,
-                "bytes": f.token_bytes(k), "resized": bool(output["source"]["resized"] or output["source"]["cropped"])}
+    def encode_response(self, output: tuple[dict[str, Any], int]) -> Response:
+        out, batch = output
+        k, f = len(out["tokens"]), self.facts
+        body = {**out, "num_tokens": k, "codebook_size": f.codebook_size, "vocab_size": f.vocab_size,
+                "bytes": f.token_bytes(k), "resized": bool(out["source"]["resized"] or out["source"]["cropped"])}
+        return JSONResponse(body, headers={BATCH_HEADER: str(batch)})
 
 
 class DecodeAPI(_TokenizerAPI):
@@ -111,7 +115,7 @@ class DecodeAPI(_TokenizerAPI):
     def decode_request(self, request: DecodeJob) -> DecodeJob:
         return request
 
-    def predict_batch(self, jobs: list[DecodeJob]) -> list[tuple[bytes, DecodeJob]]:
+    def predict_batch(self, jobs: list[DecodeJob]) -> list[tuple[bytes, DecodeJob, int]]:
         import torch
         from PIL import Image
 
@@ -127,16 +131,15 @@ class DecodeAPI(_TokenizerAPI):
             for row, i in enumerate(idx):
                 buf = io.BytesIO()
                 Image.fromarray(tensor_to_uint8(images[row])).save(buf, format="PNG")
-                out[i] = (buf.getvalue(), jobs[i])
+                out[i] = (buf.getvalue(), jobs[i], len(jobs))
         return out
 
-    def encode_response(self, output: tuple[bytes, DecodeJob]) -> Response:
-        png, job = output
+    def encode_response(self, output: tuple[bytes, DecodeJob, int]) -> Response:
+        png, job, batch = output
+        headers = {BATCH_HEADER: str(batch), "X-Num-Tokens": str(len(job.tokens))}
         if job.format == "base64":
-            import json
-
             body = {"image": base64.b64encode(png).decode(), "media_type": "image/png",
                     "num_tokens": len(job.tokens), "steps": job.steps, "guidance_scale": job.guidance_scale,
                     "seed": job.seed}
-            return Response(content=json.dumps(body), media_type="application/json")
-        return Response(content=png, media_type="image/png", headers={"X-Num-Tokens": str(len(job.tokens))})
+            return JSONResponse(body, headers=headers)
+        return Response(content=png, media_type="image/png", headers=headers)

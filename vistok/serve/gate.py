@@ -1,7 +1,9 @@
 """The gate in front of litserve: auth, body cap, and validation before a request can join a batch.
 
 A pure ASGI middleware (no BaseHTTPMiddleware: it buffers nothing it does not bound). For every request:
-  1. with an API key, anything but GET /health needs `Authorization: Bearer KEY` (else 401);
+  1. with an API key, every API route (/v1/..., litserve's own) needs `Authorization: Bearer KEY` (else 401);
+     only /health and the demo page's two static files (no data in them; a browser cannot add a header to a
+     page load, so the page asks for the key and sends it with its API calls) are open;
   2. POST /v1/encode and /v1/decode: the body is read up to `max_body_bytes` (a larger Content-Length is refused
      before reading, a stream that grows past it is cut off: 413) within `body_timeout_s` (else 408);
   3. the body is parsed and validated (`requests.py`; the image is decoded in a thread, after its header's pixel
@@ -23,7 +25,7 @@ from vistok.serve.limits import Limits, RequestError
 from vistok.serve.requests import decode_job, encode_from_form, encode_from_json, parse_json
 
 ENCODE, DECODE = "/v1/encode", "/v1/decode"
-OPEN_PATHS = ("/health",)  # reachable without the API key (load balancers, readiness probes)
+OPEN_PATHS = ("/health", "/", "/demo.js")  # without the API key: readiness probes, the static demo page
 
 
 async def send_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -44,7 +46,8 @@ class Gate:
             return
         path = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if self.api_key and path not in OPEN_PATHS and not self._authorized(headers.get("authorization", "")):
+        open_path = path in OPEN_PATHS and scope.get("method") in ("GET", "HEAD")
+        if self.api_key and not open_path and not self._authorized(headers.get("authorization", "")):
             await send_json(send, 401, {"error": "missing or wrong API key: send 'Authorization: Bearer <key>'",
                                         "field": None, "status": 401},
                             [(b"www-authenticate", b'Bearer realm="vistok"')])

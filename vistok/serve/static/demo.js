@@ -2,15 +2,17 @@
 // coarse-to-fine, so the first k tokens of the full encoding are its k-token encoding). Plain JS, no build step.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const key = params.get("key");  // ?key=... when the server needs an API key
-const auth = key ? { Authorization: "Bearer " + key } : {};
+// With `vistok serve --api-key`, the key comes from the page's #key=... fragment (never sent to the server) or
+// from the key box shown after a 401; it is kept for this tab only (sessionStorage).
+let key = new URLSearchParams(location.hash.slice(1)).get("key") || sessionStorage.getItem("vistokKey") || "";
 let info = null, tokens = [], generation = 0;
 
 function showError(msg) { $("error").textContent = msg || ""; }
 
 async function api(path, options) {
+  const auth = key ? { Authorization: "Bearer " + key } : {};
   const r = await fetch(path, { ...options, headers: { ...auth, ...(options && options.headers) } });
+  if (r.status === 401) $("keybox").hidden = false;
   if (!r.ok) {
     let msg = r.status + " " + r.statusText;
     try { msg = (await r.json()).error || msg; } catch (e) { /* not JSON */ }
@@ -73,5 +75,13 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => {
   e.preventDefault(); drop.classList.remove("over");
   if (e.dataTransfer.files[0]) handle(encode(e.dataTransfer.files[0]));
+});
+$("keyform").addEventListener("submit", (e) => {
+  e.preventDefault();
+  key = $("key").value.trim();
+  sessionStorage.setItem("vistokKey", key);
+  $("keybox").hidden = true;
+  showError("");
+  handle(loadInfo());
 });
 handle(loadInfo());
