@@ -11,13 +11,9 @@ import io
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +25,7 @@ from PIL import Image
 
 pytest.importorskip("litserve", reason="vistok serve needs litserve (pip install -e .)")
 
+from tests.serve_helpers import ROOT, Live, free_port, wait_healthy  # noqa: E402
 from vistok.data.images import load_images, tensor_to_uint8  # noqa: E402
 from vistok.serve.apis import BATCH_HEADER  # noqa: E402
 from vistok.serve.app import ServeOptions, build_server  # noqa: E402
@@ -36,8 +33,6 @@ from vistok.serve.limits import Limits  # noqa: E402
 from vistok.tokenizers import build_tokenizer  # noqa: E402
 from vistok.tokenizers.tokenizer import Tokenizer  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-STARTUP_S = 120  # bound on a server's start (workers import torch and load the model)
 LIMITS = Limits(max_body_bytes=200_000, max_pixels=1_000_000, max_steps=8)
 
 
@@ -55,18 +50,6 @@ def bomb_png(w: int, h: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-def wait_healthy(get, timeout: float = STARTUP_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if get("/health") == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"server not healthy within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -338,42 +321,19 @@ def test_cli_refuses_a_public_bind_in_one_line(model_dir, capsys, monkeypatch):
 
 # --- a real server process on loopback ---------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Live:
-    def __init__(self, port: int, key: str) -> None:
-        self.base, self.key = f"http://127.0.0.1:{port}", key
-
-    def request(self, path: str, body: bytes | None = None, headers: dict | None = None, key: str | None = "default",
-                timeout: float = 30) -> tuple[int, bytes, dict]:
-        headers = dict(headers or {})
-        key = self.key if key == "default" else key
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST" if body else "GET")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, r.read(), dict(r.headers)
-        except urllib.error.HTTPError as e:
-            return e.code, e.read(), dict(e.headers)
-
-
 @pytest.fixture(scope="module")
 def live(model_dir, tmp_path_factory):
     """`vistok serve` as a real process on 127.0.0.1 with an API key, run from an empty directory."""
     cwd = tmp_path_factory.mktemp("cwd")
     port, key = free_port(), "test-key-123"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "VISTOK_API_KEY": key}
+    log = open(tmp_path_factory.mktemp("log") / "serve.log", "wb")  # a file: a full pipe would block the server
     proc = subprocess.Popen([sys.executable, "-m", "vistok.cli", "serve", "--model", str(model_dir), "--port",
-                             str(port), "--max-batch-size", "4"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                             str(port), "--max-batch-size", "4"], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     server = Live(port, key)
     try:
-        wait_healthy(lambda p: server.request(p, key=None, timeout=2)[0])
+        wait_healthy(lambda p: server.request(p, key=None, timeout=2)[0], proc=proc)
         server.proc, server.cwd = proc, cwd
         yield server
     finally:
@@ -384,6 +344,7 @@ def live(model_dir, tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+        log.close()
 
 
 def test_real_server_auth_and_endpoints(live, tok):
@@ -412,17 +373,21 @@ def test_real_server_auth_and_endpoints(live, tok):
 def test_real_server_stops_on_sigint(model_dir, tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "vistok.cli", "serve", "--model", str(model_dir), "--port",
-                             str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             str(port)], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     server = Live(port, None)
     try:
-        wait_healthy(lambda p: server.request(p, key=None, timeout=2)[0])
+        wait_healthy(lambda p: server.request(p, key=None, timeout=2)[0], proc=proc)
         assert server.request("/v1/info", key=None)[0] == 200  # no key configured: open on loopback
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    out = proc.stdout.read().decode()
-    assert f"http://127.0.0.1:{port}/" in out and list(tmp_path.iterdir()) == []
+        log.close()
+    out = (tmp_path / "serve.log").read_text(errors="replace")
+    assert f"http://127.0.0.1:{port}/" in out and list(cwd.iterdir()) == []
