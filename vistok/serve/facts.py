@@ -1,0 +1,60 @@
+"""What the server needs to know about a model, read from the tokenizer in one place.
+
+`model_facts` is the only function of `vistok.serve` that reads the tokenizer's shape. It uses
+`tok.image_size`, `tok.max_tokens` and `tok.codebook_size` today; when the model input spec lands
+(`tok.input_spec`), this is the one place to switch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    image_size: int  # square side the model takes (images of another size are resized and centre-cropped)
+    channels: int
+    max_tokens: int  # N: any prefix 1..N decodes
+    codebook_size: int  # V: ids are in 0..V-1
+    decoder: str  # "pixel" (deterministic) or "rectified-flow" (generative: steps/guidance_scale/seed matter)
+    default_steps: int | None  # a generative decoder's default sampler steps
+    special_tokens: dict[str, int] = field(default_factory=dict)  # bos/eos/pad/mask ids after the codebook
+    vocab_size: int = 0  # codebook + special tokens (as tokens.json)
+    order: str = "fixed-length"
+
+    @property
+    def bits_per_token(self) -> int:
+        return max(1, math.ceil(math.log2(self.codebook_size)))
+
+    def token_bytes(self, k: int) -> float:
+        """Bytes that k ids take, packed at ceil(log2 V) bits each."""
+        return k * self.bits_per_token / 8
+
+    def info(self) -> dict[str, Any]:
+        """The model half of GET /v1/info."""
+        d = asdict(self)
+        d["input"] = {"channels": self.channels, "height": self.image_size, "width": self.image_size,
+                      "frames": 1, "resize": "shorter side to height (bicubic), centre crop"}
+        d["bits_per_token"] = self.bits_per_token
+        return d
+
+
+def model_facts(tok: Any) -> ModelFacts:
+    """The facts of a loaded `Tokenizer` (switch to `tok.input_spec` here when it lands)."""
+    from vistok.hub import token_spec
+
+    spec = token_spec(tok)
+    generative = hasattr(tok.decoder, "training_loss")
+    return ModelFacts(
+        image_size=int(tok.image_size),
+        channels=int(getattr(tok.encoder, "in_channels", 3)),
+        max_tokens=int(tok.max_tokens),
+        codebook_size=int(tok.codebook_size),
+        decoder="rectified-flow" if generative else "pixel",
+        default_steps=int(tok.decoder.sample_steps) if generative and hasattr(tok.decoder, "sample_steps") else None,
+        special_tokens=dict(spec["special_tokens"]),
+        vocab_size=int(spec["vocab_size"]),
+        order=str(spec["order"]),
+    )
