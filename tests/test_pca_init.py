@@ -102,3 +102,15 @@ def test_fit_initialises_from_pca_and_a_resumed_run_keeps_its_checkpoint_weights
     assert resumed.trainer.global_step == 3
     # A new initialisation (other images) would differ; the restored checkpoint wins.
     torch.testing.assert_close(resumed.model.tokenizer.encoder.linear_path.proj.weight, weight)
+
+
+def test_colour_loss_weighs_a_shift_of_the_mean_colour_and_ignores_texture():
+    from vistok.trainers.losses import reconstruction_loss
+
+    x = FIT[:4]
+    shift = torch.tensor([0.1, -0.05, 0.02]).view(1, 3, 1, 1)
+    plain, weighted = reconstruction_loss(x + shift, x), reconstruction_loss(x + shift, x, colour=4.0)
+    torch.testing.assert_close(weighted, 5 * plain)  # a pure colour shift: the colour term adds 4x the L2
+    texture = torch.randn_like(x) * 0.1
+    texture = texture - texture.mean((-2, -1), keepdim=True)  # same mean colour, other pixels
+    torch.testing.assert_close(reconstruction_loss(x + texture, x, colour=4.0), reconstruction_loss(x + texture, x))

@@ -36,6 +36,7 @@ class TokenizerSystem(pl.LightningModule):
         min_lr_ratio: float = 0.0,
         l1_weight: float = 0.0,
         l2_weight: float = 1.0,
+        colour_weight: float = 0.0,
         quantizer_weight: float = 1.0,
         lr_scales: dict[str, float] | None = None,
     ) -> None:
@@ -54,7 +55,7 @@ class TokenizerSystem(pl.LightningModule):
         if out.decoder_loss is not None:  # generative (rectified-flow) decoder: its own objective
             rec, rec_name = out.decoder_loss, "flow"
         else:
-            rec, rec_name = reconstruction_loss(out.recon, x, hp.l1_weight, hp.l2_weight), "recon"
+            rec, rec_name = reconstruction_loss(out.recon, x, hp.l1_weight, hp.l2_weight, hp.colour_weight), "recon"
         loss = rec + hp.quantizer_weight * out.quant.loss
         b = x.shape[0]
         on_step = stage == "train"
