@@ -71,7 +71,7 @@ def main() -> None:
                     shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         cmd = [str(Path(sys.executable).with_name("vistok")), "fit", "--config", a.config,
                f"--trainer.default_root_dir={out}",  # the run directory: logs and checkpoints/last.ckpt
-               "--trainer.precision=32-true"]  # fp32 everywhere: the same figures on every CPU
+               "--trainer.precision=32-true"]  # fp32 everywhere, not bf16 only where a CPU has it
         if a.resume:
             cmd.append("--ckpt_path=last")
         print("+", " ".join(cmd + fit_args), flush=True)
