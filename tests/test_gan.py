@@ -39,6 +39,7 @@ def test_discriminator_config_round_trip_and_errors():
     disc = NLayerDiscriminator(ndf=8, n_layers=3, norm="group")
     rebuilt = from_config(to_config(disc))
     assert isinstance(rebuilt, NLayerDiscriminator) and rebuilt.init_args == disc.init_args
+    assert NLayerDiscriminator(ndf=50, n_layers=2, norm="group")(torch.randn(1, 3, 32, 32)).shape == (1, 1, 6, 6)
     with pytest.raises(ValueError, match="norm must be one of"):
         NLayerDiscriminator(norm="layer")
     with pytest.raises(ValueError, match="expects"):

@@ -14,6 +14,8 @@ N(1, 0.02) norm scales) in the constructor rather than by an external `apply`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
-        return nn.GroupNorm(min(32, channels), channels)
+        return nn.GroupNorm(math.gcd(32, channels), channels)  # 32 groups when the width allows
     return nn.Identity()
 
 
