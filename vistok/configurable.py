@@ -28,7 +28,7 @@ from torch import nn
 _ALLOWED: dict[str, type] = {}
 
 # Packages whose modules define the model classes; only these are imported on demand by `from_config`.
-MODEL_PACKAGES = ("vistok.tokenizers", "vistok.decoders", "vistok.quantizers")
+MODEL_PACKAGES = ("vistok.tokenizers", "vistok.decoders", "vistok.quantizers", "vistok.nn")
 
 
 def class_path(cls: type) -> str:

@@ -2,6 +2,7 @@
 
 from vistok.nn.attention import Attention, key_padding_mask
 from vistok.nn.blocks import MLP, Transformer, TransformerBlock
+from vistok.nn.discriminator import NLayerDiscriminator
 from vistok.nn.patch import ConvStem, ConvUpsampleHead, PatchEmbed2D, unpatchify
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "ConvStem",
     "ConvUpsampleHead",
     "MLP",
+    "NLayerDiscriminator",
     "PatchEmbed2D",
     "Transformer",
     "TransformerBlock",
