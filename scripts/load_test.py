@@ -59,7 +59,9 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.log = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vistok.cli", "serve", "--model", model, "--port", str(self.port),
+            # the server runs in the log's folder: a relative --model must not be resolved there
+            [sys.executable, "-m", "vistok.cli", "serve", "--model", str(Path(model).resolve()), "--port",
+             str(self.port),
              "--max-batch-size", str(max_batch_size), "--batch-timeout", str(batch_timeout),
              "--workers", str(workers)],
             cwd=log.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
