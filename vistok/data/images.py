@@ -90,7 +90,7 @@ def open_image_bytes(data: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """8-bit RGB PIL image -> float (3, H, W) in [-1, 1]."""
+    """8-bit RGB PIL image (or (H, W, 3) uint8 array) -> float (3, H, W) in [-1, 1]."""
     arr = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
     return arr.permute(2, 0, 1).float().div(127.5).sub(1.0)
 

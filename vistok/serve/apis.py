@@ -76,10 +76,11 @@ class EncodeAPI(_TokenizerAPI):
         import numpy as np
         import torch
 
+        from vistok.data.images import pil_to_tensor  # the one uint8 -> [-1, 1] conversion
+
         s = self.facts.image_size
-        images = torch.stack([
-            torch.from_numpy(np.frombuffer(base64.b64decode(j.pixels), dtype=np.uint8).reshape(s, s, 3).copy())
-            for j in jobs]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.tok.device)  # (B, 3, S, S)
+        images = torch.stack([pil_to_tensor(np.frombuffer(base64.b64decode(j.pixels), dtype=np.uint8).reshape(s, s, 3))
+                              for j in jobs]).to(self.tok.device)  # (B, 3, S, S)
         out: list[dict[str, Any] | None] = [None] * len(jobs)
         fixed = [i for i, j in enumerate(jobs) if j.target_psnr is None]
         if fixed:
