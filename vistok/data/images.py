@@ -146,8 +146,9 @@ class ImageListing:
     ignored: int = 0  # regular files without an image extension (not inputs)
 
 
-def scan_images(root: str | Path) -> ImageListing:
-    """Every image file under `root` (recursive, sorted by relative path).
+def scan_images(root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> ImageListing:
+    """Every image file under `root` (recursive, sorted by relative path); `extensions` (lower case) says
+    which files count (videos are listed with `vistok.data.video_io.VIDEO_EXTENSIONS`).
 
     Directory symlinks are followed, each real directory is listed once (a second way into it, a symlink
     loop included, is reported instead of followed); real subdirectories are listed before symlinked ones,
@@ -156,7 +157,8 @@ def scan_images(root: str | Path) -> ImageListing:
     `skipped` with the reason; regular files without an image extension are only counted."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+        raise FileNotFoundError(f"{'image' if extensions == IMAGE_EXTENSIONS else 'data'} folder {root} does not "
+                                "exist")
     listing = ImageListing(root, [], [])
     st = root.stat()
     seen: dict[tuple[int, int], str] = {(st.st_dev, st.st_ino): "."}
@@ -190,7 +192,7 @@ def scan_images(root: str | Path) -> ImageListing:
                     seen[ident] = r
                     walk(path, r)
             elif stat.S_ISREG(info.st_mode):
-                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                if path.suffix.lower() in extensions:
                     listing.files.append(path)
                 else:
                     listing.ignored += 1
