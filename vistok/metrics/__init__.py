@@ -1,4 +1,5 @@
-"""Metrics and reports: rFID/FVD (Frechet distances), PSNR/SSIM/LPIPS, codec baselines, codebook statistics.
+"""Metrics and reports: rFID/FVD (Frechet distances), PSNR/SSIM/LPIPS, video
+metrics (`evaluate_videos`), codec baselines, codebook statistics.
 
 The public functions are imported lazily, so that `vistok.metrics.report` (used by training callbacks) does not
 pull in the FID / FVD modules.
@@ -11,6 +12,7 @@ from typing import Any
 _EXPORTS = {
     "compute_fid": "vistok.metrics.fid",
     "compute_fvd": "vistok.metrics.fvd",
+    "evaluate_videos": "vistok.metrics.video",
     "frechet_distance": "vistok.metrics.frechet",
 }
 __all__ = sorted(_EXPORTS)
