@@ -52,7 +52,7 @@ class OmniEncoder(nn.Module):
         spatial_blocks: list[str] = ("full", "full", "window", "window"),
         window_size: int = 8,
         temporal_depth: int = 4,
-        temporal_window: int = 8,
+        temporal_window: int = 5,
         num_frames: int = 17,
         token_dim: int = 8,
         mlp_ratio: float = 4.0,
@@ -60,7 +60,8 @@ class OmniEncoder(nn.Module):
     ) -> None:
         """`num_frames`: the clip length the model is trained on; it sets `num_tokens` (the token count of such
         a clip) and nothing else: any T = 1 + t*k encodes. `temporal_window`: latent frames a temporal block
-        sees (itself included)."""
+        sees (itself included); the default, 5, is the latent length of the 17-frame training clip: full causal
+        attention within a training clip, and relative offsets beyond it (never trained) are never used."""
         super().__init__()
         h, w, gh, gw = _grid(image_size, patch_size)
         self.input_spec = InputSpec(in_channels, h, w, f"1+{temporal_patch}k")
@@ -102,7 +103,7 @@ class OmniDecoder(nn.Module):
         spatial_blocks: list[str] = ("full", "full", "window", "window"),
         window_size: int = 8,
         temporal_depth: int = 4,
-        temporal_window: int = 8,
+        temporal_window: int = 5,
         token_dim: int = 8,
         mlp_ratio: float = 4.0,
         qk_norm: bool = False,

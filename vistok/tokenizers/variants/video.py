@@ -1,11 +1,11 @@
 """Video tokenizer variants: OmniTokenizer-style space-time grids and LARP-style 1D tokens.
 
 `omnitokenizer`: the paper's layout at 256 px (patch 8, temporal patch 4, width 512, 8 heads; spatial blocks
-2 full + 2 window of 8; 4 causal temporal blocks each side; VQ 8192 x 8 l2-normalised): 17 x 256 x 256 ->
-5 x 32 x 32 tokens (configs/omnitokenizer_256.yaml). `omni-tiny` (32 px, FSQ, 2+1 layers a side) is small
-enough to train on a CPU in a test. `larp` follows LARP's 128 px setting with 1,024 tokens (VQ 8192 x 16);
-`larp-tiny` is its CPU counterpart. Both LARP variants use nested dropout (any prefix decodes);
-`prior=True` plugs in the AR-prior loss.
+2 full + 2 window of 8; 4 causal temporal blocks each side, window 5 latent frames; VQ 8192 x 8
+l2-normalised): 17 x 256 x 256 -> 5 x 32 x 32 tokens (configs/omnitokenizer_256.yaml). `omni-tiny` (32 px,
+FSQ, 2+1 layers a side) is small enough to train on a CPU in a test. `larp` follows LARP's 128 px setting
+with 1,024 tokens (VQ 8192 x 16); `larp-tiny` is its CPU counterpart. Both LARP variants use nested dropout
+(any prefix decodes); `prior=True` plugs in the AR-prior loss.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def omni_pair(image_size: int, patch_size: int, temporal_patch: int, width: int,
 @register("omnitokenizer")
 def omnitokenizer(image_size: int = 256, quantizer: str = "vq") -> Tokenizer:
     """OmniTokenizer's layout: 17 x 256 x 256 -> 5 x 32 x 32 tokens; VQ 8192 x 8 (l2) or FSQ 8,8,8,5,5,5."""
-    enc, dec = omni_pair(image_size, 8, 4, 512, 8, ["full", "full", "window", "window"], 8, 4, 8, 17,
+    enc, dec = omni_pair(image_size, 8, 4, 512, 8, ["full", "full", "window", "window"], 8, 4, 5, 17,
                          8 if quantizer == "vq" else 6)
     q = VQQuantizer(dim=8, codebook_size=8192) if quantizer == "vq" else FSQQuantizer([8, 8, 8, 5, 5, 5])
     return Tokenizer(enc, q, dec)
