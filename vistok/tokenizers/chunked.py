@@ -10,6 +10,8 @@ The clip tensor itself is still one tensor in memory; a streaming reader would f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -22,8 +24,11 @@ def _check_chunk(chunk: int) -> int:
     return chunk
 
 
-def encode_chunked(encoder: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    """x (B, C, T, H, W), T = 1 + t*k -> (B, T' * h * w, d), as `encoder(x)`, `chunk` latent frames at a time."""
+def encode_chunked(encoder: nn.Module, x: torch.Tensor, chunk: int,
+                   quantize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """x (B, C, T, H, W), T = 1 + t*k -> (B, T' * h * w, d), as `encoder(x)`, `chunk` latent frames at a time.
+    `quantize` (z (B, n, d) -> ids (B, n)) is applied to each chunk's outputs, so the quantizer's distance
+    tables are a chunk's too; then the result is the ids (B, T' * h * w)."""
     _check_chunk(chunk)
     t, ctx, per = encoder.temporal_patch, encoder.context, encoder.tokens_per_frame
     n = latent_frames(x.shape[2], t)
@@ -32,7 +37,8 @@ def encode_chunked(encoder: nn.Module, x: torch.Tensor, chunk: int) -> torch.Ten
         e, c0 = min(n, s + chunk), max(0, s - ctx)
         a, b = frame_range(c0, e, t)
         z = encoder(x[:, :, a:b], starts_video=c0 == 0)  # (B, (e - c0) * h * w, d)
-        out.append(z[:, (s - c0) * per:])
+        z = z[:, (s - c0) * per:]
+        out.append(z if quantize is None else quantize(z))
     return torch.cat(out, dim=1)
 
 

@@ -203,10 +203,8 @@ class Tokenizer(nn.Module):
         if chunk is not None:
             from vistok.tokenizers.chunked import encode_chunked
 
-            z = encode_chunked(self.encoder, x, chunk)
-        else:
-            z = self.encoder(x)
-        return self.quantizer(z).indices  # (B, K), time-major
+            return encode_chunked(self.encoder, x, chunk, lambda z: self.quantizer(z).indices)  # (B, K)
+        return self.quantizer(self.encoder(x)).indices  # (B, K), time-major
 
     def check_images(self, images: Any) -> torch.Tensor:
         """The one check of user images: returns float32 (B, C, H, W) on the model's device, or raises a
