@@ -25,8 +25,14 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
     if doc["model"]["tokenizer"]["init_args"]["decoder"]["class_path"].endswith("FlowDecoder"):
         # validation decodes every pow2 prefix twice (metrics, grid): 2 Euler steps instead of 25
         args.append("--model.tokenizer.init_args.decoder.init_args.sampler.init_args.steps=2")
-    if doc["data"]["image_size"] > 64:  # big variants: same widths and shapes, one layer each side
-        prefix = "--model.tokenizer.init_args"
+    prefix = "--model.tokenizer.init_args"
+    if doc["model"]["tokenizer"]["init_args"]["encoder"]["class_path"].endswith("OmniEncoder"):
+        # space-time blocks: one spatial (window) and one temporal block each side, 64 px (an 8 x 8 grid)
+        args += ["--data.image_size=64", f"{prefix}.encoder.init_args.image_size=64"]
+        for part in ("encoder", "decoder"):
+            args += [f"{prefix}.{part}.init_args.spatial_blocks=[window]",
+                     f"{prefix}.{part}.init_args.temporal_depth=1"]
+    elif doc["data"]["image_size"] > 64:  # big variants: same widths and shapes, one layer each side
         args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
     return args
 

@@ -10,16 +10,22 @@ from vistok.trainers.losses import reconstruction_loss
 
 
 def _input_for(tok: Tokenizer, batch: int) -> torch.Tensor:
+    spec = tok.input_spec
+    if spec.is_video:  # the shortest clip with more than one frame (a video model's temporal layers all run)
+        frames = [t for t in spec.frame_counts(20) if t > 1][0]
+        return torch.rand(batch, 3, frames, spec.height, spec.width) * 2 - 1
     return torch.rand(batch, 3, tok.image_size, tok.image_size) * 2 - 1
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_every_variant_runs_forward_backward_and_every_parameter_gets_a_gradient(name):
     # The B and L variants run at 64 px (same layers, a 4x4 patch grid) to keep the suite fast on a CPU.
-    big = ("titok-b-64", "titok-l-32", "flextok-d12", "onedpiece-s-256")
+    big = ("titok-b-64", "titok-l-32", "flextok-d12", "onedpiece-s-256", "omnitokenizer")
     tok = build_tokenizer(name, image_size=64) if name in big else build_tokenizer(name)
+    if name == "larp":  # LARP's widths and depth at 32 px and 64 tokens
+        tok = build_tokenizer(name, image_size=32, num_tokens=64)
     tok.train()
-    x = _input_for(tok, 4 if tok.image_size <= 64 else 1)
+    x = _input_for(tok, 4 if tok.input_spec.height <= 64 else 1)
     if tok.token_dropout is not None:
         tok.token_dropout.full_prob = 0.0
         torch.manual_seed(3)  # a draw with some K < N, so the dropped-token embedding is used
@@ -39,6 +45,8 @@ def test_every_variant_runs_forward_backward_and_every_parameter_gets_a_gradient
     else:
         assert out.recon.shape == x.shape
         loss = reconstruction_loss(out.recon, x) + out.quant.loss
+    if out.prior_loss is not None:
+        loss = loss + out.prior_loss
     loss.backward()
     missing = [n for n, p in tok.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert not missing, f"parameters without gradient: {missing[:10]}"

@@ -63,9 +63,12 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
               "PSNR, SSIM per token count (metrics.json).",
               "", "## Use", "",
               "```python", "from vistok import Tokenizer, load_images", 'tok = Tokenizer.from_pretrained("<this dir>")',
-              "images = load_images(paths, tok.image_size)   # (B, 3, H, W) in [-1, 1]",
-              "ids = tok.encode(images)   # (B, K) int64", "recon = tok.decode(ids)",
-              "```", ""]
+              *(["videos = ...   # float (B, 3, T, H, W) in [-1, 1], T as tokens.json's input.frames says",
+                 "ids = tok.encode(videos)   # (B, K) int64; tokens.json's token_grid gives the layout"]
+                if input_spec(spec).is_video else
+                ["images = load_images(paths, tok.image_size)   # (B, 3, H, W) in [-1, 1]",
+                 "ids = tok.encode(images)   # (B, K) int64"]),
+              "recon = tok.decode(ids)", "```", ""]
     return "\n".join(lines)
 
 

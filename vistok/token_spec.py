@@ -2,7 +2,11 @@
 
 `{"codebook_size", "vocab_size", "max_tokens", "order", "special_tokens": {bos, eos, pad, mask},
   "input": {"channels", "height", "width", "frames"}, "image_size" (square image models only, for readers of
-  older exports), "token_dtype"}`. Special ids follow the codebook (DESIGN.md, Contracts).
+  older exports), "token_dtype", "token_grid"}`. Special ids follow the codebook (DESIGN.md, Contracts).
+
+`token_grid` is the layout of one input's ids: `[N]` for a 1D tokenizer, `[T', h, w]` for a space-time grid
+tokenizer (ids time-major), given for a clip of `token_grid_frames` frames; other clip lengths follow the frames
+rule (T' = 1 + (T - 1) / t for T = 1 + t*k), and `max_tokens` is that clip's token count.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ def token_spec(tokenizer: Any) -> dict[str, Any]:
         "special_tokens": {name: v + i for i, name in enumerate(SPECIAL_TOKENS)},
         "input": inputs.to_json(),
         "token_dtype": "uint16" if v <= 65536 else "int32",
+        "token_grid": list(tokenizer.token_grid()),
     }
+    order = getattr(tokenizer.encoder, "token_order", None)
+    if order is not None:
+        spec["order"] = order
+    if len(spec["token_grid"]) > 1:
+        spec["token_grid_axes"] = ["time", "height", "width"]
+        spec["token_grid_frames"] = tokenizer.encoder.num_frames
     if inputs.is_square and not inputs.is_video:
         spec["image_size"] = inputs.height  # kept for readers of older exports
     return spec

@@ -31,6 +31,8 @@ class Attention(nn.Module):
         # x: (B, L, D) -> q, k, v: (B, H, L, D/H)
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
         q, k = self.q_norm(q), self.k_norm(k)
+        if mask is not None and mask.is_floating_point():  # an additive bias must match q under autocast
+            mask = mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
 

@@ -6,6 +6,12 @@ One source of truth: the encoder's `input_spec` (channels, frames rule, height, 
 `token_dim` are the tokenizer's; the constructor refuses a quantizer, decoder or token dropout that disagrees,
 naming both sides. Inputs are checked against `input_spec` in one place (`check_images`, and the shape part of
 it in `forward`).
+
+Videos: a model whose `input_spec` has a frames rule other than "1" takes (B, C, T, H, W) and decodes to that
+shape; when the rule allows T = 1, an image (B, C, H, W) is taken as a one-frame video (and `forward` returns
+its reconstruction as an image). A space-time grid encoder (`token_grid` of 3 numbers, e.g.
+`vistok.tokenizers.omni`) gives T' x h x w tokens, time-major, their number following T; its ids decode in whole
+latent frames, and `chunk=` encodes/decodes long clips a few latent frames at a time (`vistok.tokenizers.chunked`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class TokenizerOutput:
     quant: QuantizerOutput  # codes/indices for all N tokens
     valid: torch.Tensor | None  # (B, K) tokens the decoder saw, None if all of them
     decoder_loss: torch.Tensor | None = None  # a generative decoder's own objective (rectified flow)
+    prior_loss: torch.Tensor | None = None  # the AR prior's next-token loss (LARP), when a prior is plugged in
 
 
 def _check_sampling(steps: Any, guidance_scale: Any, seed: Any) -> None:
@@ -95,11 +102,15 @@ class Tokenizer(nn.Module):
         quantizer: Quantizer,
         decoder: nn.Module,
         token_dropout: nn.Module | None = None,
+        prior: nn.Module | None = None,
     ) -> None:
+        """`prior`: an optional causal prior over the codes (`vistok.nn.prior.CodePrior`, LARP) whose
+        next-token loss `forward` reports as `prior_loss`."""
         super().__init__()
         _check_parts(encoder, quantizer, decoder, token_dropout)
         self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
         self.token_dropout = token_dropout
+        self.prior = prior
 
     # --- facts a user needs ------------------------------------------------------------------------------
     @property
@@ -125,35 +136,75 @@ class Tokenizer(nn.Module):
         return self.quantizer.codebook_size
 
     @property
+    def frame_tokens(self) -> int | None:
+        """Tokens per latent frame of a space-time grid tokenizer; None for 1D tokenizers."""
+        return getattr(self.encoder, "tokens_per_frame", None)
+
+    def token_grid(self, frames: int | None = None) -> tuple[int, ...]:
+        """The token layout: (T', h, w) of a clip of `frames` frames for a space-time grid tokenizer (default: the
+        clip length it was built for), (N,) for a 1D one."""
+        grid = getattr(self.encoder, "token_grid", None)
+        return tuple(grid(frames)) if grid is not None else (self.max_tokens,)
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
     # --- training ----------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> TokenizerOutput:
         """Training: images as `input_spec` says (B, C, H, W) -> reconstruction, codes, token validity."""
+        image_in = self._image_as_video(images)
+        if image_in:
+            images = images.unsqueeze(2)  # (B, C, 1, H, W)
         self.input_spec.check(images)  # shape only: no device sync per step
         quant = self.quantizer(self.encoder(images))  # codes (B, N, d)
+        prior_loss = None
+        if self.prior is not None:
+            from vistok.tokenizers.ar_prior import ar_prior_loss
+
+            prior_loss = ar_prior_loss(self.prior, quant.codes, quant.indices)
         codes, valid = quant.codes, None
         if self.token_dropout is not None:
             codes, valid = self.token_dropout(codes)  # (B, K, d), (B, K) | None
         if hasattr(self.decoder, "training_loss"):  # a generative decoder trains on its own objective
             loss, recon = self.decoder.training_loss(codes, valid, images)
-            return TokenizerOutput(recon, quant, valid, loss)
-        return TokenizerOutput(self.decoder(codes, valid), quant, valid)
+            return TokenizerOutput(recon, quant, valid, loss, prior_loss)
+        recon = self.decoder(codes, valid)
+        return TokenizerOutput(recon.squeeze(2) if image_in else recon, quant, valid, None, prior_loss)
+
+    def _image_as_video(self, images: Any) -> bool:
+        """A 4-D image batch given to a video model whose frames rule allows one frame."""
+        spec = self.input_spec
+        return spec.is_video and spec.frames_ok(1) and len(getattr(images, "shape", ())) == 4
 
     # --- inference ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
-        """images (B, 3, H, W) float in [-1, 1] -> int64 ids (B, K), K = num_tokens or max_tokens.
+    def encode(self, images: torch.Tensor, num_tokens: int | None = None, chunk: int | None = None) -> torch.Tensor:
+        """images (B, 3, H, W) (or videos (B, 3, T, H, W), as `input_spec` says) float in [-1, 1] -> int64 ids
+        (B, K), K = num_tokens or all of them (max_tokens; T' * h * w for a space-time grid tokenizer, where
+        num_tokens must be whole latent frames and only the frames they need are encoded). `chunk`: encode a
+        long clip `chunk` latent frames at a time (grid tokenizers; same ids as a whole encode).
 
         Pixels are in [-1, 1] (`x_uint8 / 127.5 - 1`), not [0, 1] (TiTok's and `ToTensor`'s convention: use
         `x * 2 - 1`), at exactly the height and width of `input_spec`. `vistok.load_images(paths,
         tok.image_size)` loads files, PIL images or uint8 arrays, resized and cropped as the CLI does, in this
         range. A batch with no
         negative value at all but values in [0, 1] gives a warning (once per process)."""
-        k = self._check_length(self.max_tokens if num_tokens is None else num_tokens)
-        z = self.encoder(self.check_images(images))
-        return self.quantizer(z).indices[:, :k]  # (B, K)
+        if self.frame_tokens is None:
+            if chunk is not None:
+                raise ValueError("chunk is for space-time grid (causal video) tokenizers; this one gives 1D tokens")
+            k = self._check_length(self.max_tokens if num_tokens is None else num_tokens)
+            z = self.encoder(self.check_images(images))
+            return self.quantizer(z).indices[:, :k]  # (B, K)
+        x = self.check_images(images)  # (B, C, T, H, W)
+        total = self.token_grid(x.shape[2])[0] * self.frame_tokens
+        k = total if num_tokens is None else self._check_length(num_tokens, total)
+        x = x[:, :, : 1 + self.encoder.temporal_patch * (k // self.frame_tokens - 1)]  # causal: frames it needs
+        if chunk is not None:
+            from vistok.tokenizers.chunked import encode_chunked
+
+            return encode_chunked(self.encoder, x, chunk, lambda z: self.quantizer(z).indices)  # (B, K)
+        return self.quantizer(self.encoder(x)).indices  # (B, K), time-major
 
     def check_images(self, images: Any) -> torch.Tensor:
         """The one check of user images: returns float32 (B, C, H, W) on the model's device, or raises a
@@ -171,6 +222,8 @@ class Tokenizer(nn.Module):
         if not images.is_floating_point():
             raise ValueError(f"images must be a float tensor {shape} in [-1, 1], got {images.dtype}"
                              + (" (for uint8 pixels use x / 127.5 - 1)" if images.dtype == torch.uint8 else ""))
+        if self._image_as_video(images):
+            images = images.unsqueeze(2)  # an image is a one-frame video
         self.input_spec.check(images)
         images = images.to(self.device, torch.float32)
         if images.numel():
@@ -203,22 +256,39 @@ class Tokenizer(nn.Module):
         steps: int | None = None,
         guidance_scale: float | None = None,
         seed: int | None = None,
+        chunk: int | None = None,
     ) -> torch.Tensor:
         """int64 ids (B, K) with 1 <= K <= N, or a sequence of 1-D id tensors of different lengths (a list, a
-        tuple, the `AdaptiveEncoding` of `encode_adaptive`, any iterable) -> images (B, 3, H, W) in [-1, 1].
-        `steps`, `guidance_scale`, `seed` drive a generative decoder's sampler and
-        are ignored by a pixel decoder."""
+        tuple, the `AdaptiveEncoding` of `encode_adaptive`, any iterable) -> images (B, 3, H, W) in [-1, 1]
+        (videos (B, 3, T, H, W) for a video model; a grid tokenizer takes whole latent frames, any number of
+        them, and `chunk` decodes `chunk` latent frames at a time). `steps`, `guidance_scale`, `seed` drive a
+        generative decoder's sampler and are ignored by a pixel decoder."""
         _check_sampling(steps, guidance_scale, seed)
         ids, valid = self._batch_ids(ids)
         codes = self.quantizer.indices_to_codes(ids.to(self.device)).float()  # (B, K, d)
+        if chunk is not None:
+            if self.frame_tokens is None or valid is not None:
+                raise ValueError("chunk is for space-time grid (causal video) tokenizers with whole latent frames")
+            from vistok.tokenizers.chunked import decode_chunked
+
+            return decode_chunked(self.decoder, codes, chunk).clamp(-1, 1)
         sampling = {k: v for k, v in dict(steps=steps, guidance_scale=guidance_scale, seed=seed).items()
                     if v is not None}
         valid = None if valid is None else valid.to(self.device)
         return self.decoder.reconstruct(codes, valid, **sampling).clamp(-1, 1)
 
-    def _check_length(self, k: int) -> int:
-        if not isinstance(k, int) or not 1 <= k <= self.max_tokens:
-            raise ValueError(f"number of tokens must be in 1..{self.max_tokens}, got {k}")
+    def _check_length(self, k: int, total: int | None = None) -> int:
+        """1..max_tokens for a 1D tokenizer; for a grid tokenizer whole latent frames (of `frame_tokens`), up to
+        `total` when given (the ids of the clip being encoded)."""
+        per = self.frame_tokens
+        if per is None:
+            if not isinstance(k, int) or not 1 <= k <= self.max_tokens:
+                raise ValueError(f"number of tokens must be in 1..{self.max_tokens}, got {k}")
+            return k
+        if isinstance(k, bool) or not isinstance(k, int) or k < per or k % per or (total is not None and k > total):
+            upto = f" up to {total}" if total is not None else ""
+            raise ValueError(f"number of tokens must be whole latent frames: a multiple of {per} (h x w = "
+                             f"{' x '.join(map(str, self.token_grid()[1:]))}){upto}, got {k}")
         return k
 
     def _batch_ids(self, ids: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -238,6 +308,9 @@ class Tokenizer(nn.Module):
                 self._check_length(int(t.numel()))
                 self.quantizer.check_indices(t)
             k = max(int(t.numel()) for t in seqs)
+            if self.frame_tokens is not None and any(int(t.numel()) != k for t in seqs):
+                raise ValueError("a grid tokenizer decodes sequences of one length per batch (one clip length); got "
+                                 f"lengths {sorted({int(t.numel()) for t in seqs})}")
             batch = torch.zeros(len(seqs), k, dtype=torch.long)
             valid = torch.zeros(len(seqs), k, dtype=torch.bool)
             for i, t in enumerate(seqs):

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from vistok.metrics.codebook import code_counts, usage_from_counts
 from vistok.metrics.report import save_image_grid
 from vistok.tokenizers.prefixes import pow2_lengths, prefix_reconstructions
+from vistok.trainers.system import pixels
 
 
 class QuantizerWarmup(pl.Callback):
@@ -46,6 +47,11 @@ class QuantizerWarmup(pl.Callback):
         self._set(pl_module, False)  # validation always measures the real, rounded tokens
 
 
+def _middle_frame(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) as is; a video batch (B, C, T, H, W) -> its middle frame (a grid shows one frame per clip)."""
+    return x[:, :, x.shape[2] // 2] if x.ndim == 5 else x
+
+
 class ReconstructionGrid(pl.Callback):
     """At each validation, write originals next to reconstructions (one column per K for flexible
     tokenizers) to `<log_dir>/reconstructions/step_<N>.png`."""
@@ -58,15 +64,16 @@ class ReconstructionGrid(pl.Callback):
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch_idx == 0:
             self._batch = None
-        if self._batch is None and len(batch["image"]):  # the first batch with images (all may be skipped)
-            self._batch = batch["image"][: self.num_images]
+        x = pixels(batch)
+        if self._batch is None and len(x):  # the first batch with images (all may be skipped)
+            self._batch = x[: self.num_images]
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._batch is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
         tok, x = pl_module.tokenizer, self._batch
         ks = pow2_lengths(tok.max_tokens) if tok.token_dropout is not None else [tok.max_tokens]
-        columns = [x] + [recon for _, recon in prefix_reconstructions(tok, x, ks)]
+        columns = [_middle_frame(c) for c in [x] + [recon for _, recon in prefix_reconstructions(tok, x, ks)]]
         out = Path(trainer.log_dir or ".") / "reconstructions" / f"step_{trainer.global_step:06d}.png"
         save_image_grid(columns, out, ["input"] + [f"K={k}" for k in ks], f"step {trainer.global_step}")
         self._batch = None

@@ -5,6 +5,9 @@ auxiliary loss. One step shared by training and validation; EMA, recon grids, co
 warm-up are callbacks (`vistok.trainers.callbacks`). Training randomness (token-dropout lengths, flow noise)
 comes from per-module generators whose states every checkpoint keeps (`vistok.trainers.rng`), so a resumed run
 continues exactly where the interrupted one stopped.
+
+Batches are `{"image": (B, 3, H, W)}` or `{"video": (B, 3, T, H, W)}` (float in [-1, 1]); PSNR is per image, or
+per clip over all its frames. `init_from` loads another run's matching tokenizer weights before training.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.optim.lr_scheduler import LambdaLR
 
 from vistok.configurable import to_config
@@ -23,6 +27,15 @@ from vistok.tokenizers.tokenizer import Tokenizer
 from vistok.trainers.losses import reconstruction_loss
 from vistok.trainers.rng import TrainingRNG
 from vistok.trainers.schedule import warmup_cosine
+
+
+def pixels(batch: dict[str, Any]) -> torch.Tensor:
+    """The batch's pixels: "video" (B, 3, T, H, W) when present, else "image" (B, 3, H, W)."""
+    if "video" in batch:
+        return batch["video"]
+    if "image" not in batch:
+        raise ValueError(f"a training batch needs an 'image' or a 'video' key, got keys {sorted(batch)}")
+    return batch["image"]
 
 
 class TokenizerSystem(pl.LightningModule):
@@ -39,17 +52,29 @@ class TokenizerSystem(pl.LightningModule):
         colour_weight: float = 0.0,
         quantizer_weight: float = 1.0,
         lr_scales: dict[str, float] | None = None,
+        prior_weight: float = 0.1,
+        init_from: str | None = None,
     ) -> None:
         """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
-        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes)."""
+        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `prior_weight`: weight of
+        an AR prior's loss (LARP; only with `Tokenizer(prior=...)`). `init_from`: an export directory or `.ckpt`
+        whose matching tokenizer weights are loaded now (missing and unexpected names are reported, a shape
+        mismatch is refused naming the tensor); a resumed run's checkpoint still wins."""
         super().__init__()
         self.tokenizer = tokenizer
+        if init_from:
+            from vistok.trainers.init_from import load_matching_weights
+
+            missing, unexpected = load_matching_weights(tokenizer, init_from)
+            loaded = len(tokenizer.state_dict()) - len(missing)
+            rank_zero_info(f"init_from {init_from}: loaded {loaded} tensors; missing (kept as initialised) "
+                           f"{len(missing)} {missing[:8]}; unexpected (ignored) {len(unexpected)} {unexpected[:8]}")
         self.save_hyperparameters(ignore=["tokenizer"])
         self._rng: TrainingRNG | None = None
         self._rng_to_load: list[dict[str, Any]] | None = None
 
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x = batch["image"]  # (B, 3, H, W)
+        x = pixels(batch)  # (B, 3, H, W) or (B, 3, T, H, W)
         out = self.tokenizer(x)
         hp = self.hparams
         if out.decoder_loss is not None:  # generative (rectified-flow) decoder: its own objective
@@ -57,6 +82,10 @@ class TokenizerSystem(pl.LightningModule):
         else:
             rec, rec_name = reconstruction_loss(out.recon, x, hp.l1_weight, hp.l2_weight, hp.colour_weight), "recon"
         loss = rec + hp.quantizer_weight * out.quant.loss
+        if out.prior_loss is not None:
+            loss = loss + hp.prior_weight * out.prior_loss
+            self.log(f"{stage}/prior", out.prior_loss, batch_size=x.shape[0], on_step=stage == "train",
+                     on_epoch=stage != "train")
         b = x.shape[0]
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step)
@@ -72,7 +101,7 @@ class TokenizerSystem(pl.LightningModule):
 
     def _all_skipped(self, batch: dict[str, Any], stage: str) -> bool:
         """Every image of the batch failed to load (collate_images dropped them): count them, skip the step."""
-        if len(batch["image"]):
+        if len(pixels(batch)):
             return False
         self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
                  batch_size=1)
@@ -89,7 +118,7 @@ class TokenizerSystem(pl.LightningModule):
         _, indices = self._step(batch, "val")
         if self.tokenizer.token_dropout is not None:
             # Quality per prefix length: the point of a flexible-length tokenizer.
-            x = batch["image"]
+            x = pixels(batch)
             for k, recon in prefix_reconstructions(self.tokenizer, x):
                 self.log(f"val/psnr_k{k}", per_image_psnr(recon, x).mean(), batch_size=x.shape[0])
         return {"indices": indices}  # (B, N), for the CodebookUsage callback

@@ -1,0 +1,133 @@
+"""LARP-style 1D video tokenizer networks ("LARP: Tokenizing Videos with a Learned Autoregressive Generative
+Prior", Wang et al. 2024).
+
+Encoder: the clip is cut into space-time patches (the first frame alone, then t x p x p patches, as
+`vistok.nn.patch3d`), and N learned holistic queries attend to all of them in one ViT; the N query outputs
+are the clip's tokens. Decoder: N tokens (1..N, `vistok.nn.token_fill`) plus one learned query per patch go
+through a ViT, and each patch query is mapped back to its pixels.
+
+Departures from LARP:
+- the queries are causal among themselves (FlexTok's register mask: query i sees every patch and queries
+  <= i, patches never see queries), and the tokens are trained with nested dropout
+  (`vistok.tokenizers.dropout`), so the order is coarse-to-fine and any prefix decodes; LARP's queries are
+  bidirectional and always all decoded;
+- the first frame is patched alone (T = 1 + t*k, 17 frames rather than LARP's 16), so the patch layout is the
+  OmniTokenizer one and an image-video stem is shared between the two families;
+- LARP's stochastic VQ is not reproduced (any vistok quantizer); its AR-prior loss is an optional plug-in
+  (`vistok.nn.prior.CodePrior` + `vistok.tokenizers.ar_prior.ar_prior_loss`, given to `Tokenizer(prior=...)`).
+
+Shapes: (B, C, T, H, W) -> patches (B, L, D), L = T' h w, + queries (B, N, D) -> tokens (B, N, token_dim);
+codes (B, K, d) -> (B, C, T, H, W).
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from vistok.configurable import configurable
+from vistok.input_spec import InputSpec
+from vistok.nn.attention import key_padding_mask
+from vistok.nn.blocks import Transformer
+from vistok.nn.patch3d import VideoPatchEmbed, VideoPatchHead, latent_frames
+from vistok.nn.token_fill import TokenFill
+from vistok.tokenizers.omni import _grid
+
+
+@configurable
+class LARPEncoder(nn.Module):
+    def __init__(
+        self,
+        image_size: int | tuple[int, int] = 128,
+        num_frames: int = 17,
+        patch_size: int = 8,
+        temporal_patch: int = 4,
+        in_channels: int = 3,
+        width: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        num_tokens: int = 1024,
+        token_dim: int = 16,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        h, w, gh, gw = _grid(image_size, patch_size)
+        self.input_spec = InputSpec(in_channels, h, w, str(num_frames))  # one clip length: learned positions
+        self.image_size = h if h == w else (h, w)
+        self.in_channels, self.num_frames = in_channels, num_frames
+        self.num_tokens, self.token_dim = num_tokens, token_dim
+        self.num_patches = latent_frames(num_frames, temporal_patch) * gh * gw
+        scale = width**-0.5
+        self.embed = VideoPatchEmbed(patch_size, temporal_patch, in_channels, width)
+        self.patch_pos = nn.Parameter(scale * torch.randn(1, self.num_patches, width))
+        self.queries = nn.Parameter(scale * torch.randn(1, num_tokens, width))
+        self.norm_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm)
+        self.norm_post = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, token_dim)
+        L, N = self.num_patches, num_tokens
+        mask = torch.zeros(L + N, L + N, dtype=torch.bool)
+        mask[:, :L] = True  # everything sees the patches
+        mask[L:, L:] = torch.ones(N, N, dtype=torch.bool).tril()  # query i sees queries <= i
+        self.register_buffer("attn_mask", mask, persistent=False)
+
+    def token_grid(self, frames: int | None = None) -> tuple[int]:
+        return (self.num_tokens,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W) -> (B, N, token_dim)."""
+        patches = rearrange(self.embed(x), "b t h w d -> b (t h w) d") + self.patch_pos  # (B, L, D)
+        queries = self.queries.expand(x.shape[0], -1, -1)  # (B, N, D)
+        y = self.transformer(self.norm_pre(torch.cat([patches, queries], dim=1)), self.attn_mask)
+        return self.proj(self.norm_post(y[:, self.num_patches:]))
+
+
+@configurable
+class LARPDecoder(nn.Module):
+    def __init__(
+        self,
+        image_size: int | tuple[int, int] = 128,
+        num_frames: int = 17,
+        patch_size: int = 8,
+        temporal_patch: int = 4,
+        out_channels: int = 3,
+        width: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        num_tokens: int = 1024,
+        token_dim: int = 16,
+        mlp_ratio: float = 4.0,
+        token_fill: str = "mask",
+        qk_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        h, w, gh, gw = _grid(image_size, patch_size)
+        self.output_spec = InputSpec(out_channels, h, w, str(num_frames))
+        self.image_size = h if h == w else (h, w)
+        self.num_tokens, self.token_dim = num_tokens, token_dim
+        self.grid = (latent_frames(num_frames, temporal_patch), gh, gw)
+        self.num_patches = self.grid[0] * gh * gw
+        scale = width**-0.5
+        self.token_fill = TokenFill(num_tokens, token_dim, width, token_fill)
+        self.mask_token = nn.Parameter(scale * torch.randn(1, 1, width))
+        self.patch_pos = nn.Parameter(scale * torch.randn(1, self.num_patches, width))
+        self.norm_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm)
+        self.norm_post = nn.LayerNorm(width)
+        self.head = VideoPatchHead(patch_size, temporal_patch, out_channels, width)
+
+    def forward(self, codes: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """codes (B, K, d), 1 <= K <= N; valid (B, K) bool or None -> (B, C, T, H, W), unclamped."""
+        b = codes.shape[0]
+        tokens, key_valid = self.token_fill(codes, valid)  # (B, N or K, D)
+        mask = None if key_valid is None else key_padding_mask(key_valid, prefix=self.num_patches)
+        queries = (self.mask_token + self.patch_pos).expand(b, -1, -1).to(tokens.dtype)  # (B, L, D)
+        y = self.transformer(self.norm_pre(torch.cat([queries, tokens], dim=1)), mask)
+        t, h, w = self.grid
+        z = rearrange(self.norm_post(y[:, : self.num_patches]), "b (t h w) d -> b t h w d", t=t, h=h, w=w)
+        return self.head(z)
+
+    def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, **sampling) -> torch.Tensor:
+        return self.forward(codes, valid)

@@ -1,0 +1,142 @@
+"""OmniTokenizer-style joint image-video tokenizer networks ("OmniTokenizer: A Joint Image-Video Tokenizer
+for Visual Generation", Wang et al. 2024).
+
+Encoder: the first frame is embedded alone (1 x p x p patches) and the rest in t x p x p patches
+(`vistok.nn.patch3d`), so a clip of T = 1 + t*k frames gives (1 + k) x h x w tokens and an image is the k = 0
+case; spatial blocks (full and window attention) then causal temporal blocks (`vistok.nn.spacetime`); the
+tokens are flattened time-major, the first frame's h*w tokens first. The decoder mirrors it (temporal blocks,
+then spatial blocks, then a linear map of each token to its patch), causal in time too.
+
+Causality: the tokens of latent frame j depend only on frames <= the last frame of j, and the pixels decoded
+for latent frame j only on tokens of latent frames <= j. So a prefix of a clip's ids (whole latent frames) is
+the encoding of its first frames, and long clips are encoded and decoded in chunks with the same result
+(`vistok.tokenizers.chunked`; `context` is how many latent frames of the past a chunk needs).
+
+Departures: temporal attention is windowed with a relative bias (see `vistok.nn.spacetime`); spatial
+positions are a learned embedding rather than PEG convolutions; no GAN/perceptual terms here (trainers).
+
+Shapes: (B, C, T, H, W) -> (B, T' * h * w, token_dim) -> (B, C, T, H, W), T' = 1 + (T-1)/t.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from vistok.configurable import configurable
+from vistok.input_spec import InputSpec, image_hw
+from vistok.nn.patch3d import VideoPatchEmbed, VideoPatchHead, latent_frames
+from vistok.nn.spacetime import SpaceTimeTransformer
+
+
+def _grid(image_size: int | tuple[int, int], patch_size: int) -> tuple[int, int, int, int]:
+    h, w = image_hw(image_size)
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+    return h, w, h // patch_size, w // patch_size
+
+
+@configurable
+class OmniEncoder(nn.Module):
+    token_order = "time-major"
+
+    def __init__(
+        self,
+        image_size: int | tuple[int, int] = 256,
+        patch_size: int = 8,
+        temporal_patch: int = 4,
+        in_channels: int = 3,
+        width: int = 512,
+        num_heads: int = 8,
+        spatial_blocks: list[str] = ("full", "full", "window", "window"),
+        window_size: int = 8,
+        temporal_depth: int = 4,
+        temporal_window: int = 5,
+        num_frames: int = 17,
+        token_dim: int = 8,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = False,
+    ) -> None:
+        """`num_frames`: the clip length the model is trained on; it sets `num_tokens` (the token count of such
+        a clip) and nothing else: any T = 1 + t*k encodes. `temporal_window`: latent frames a temporal block
+        sees (itself included); the default, 5, is the latent length of the 17-frame training clip: full causal
+        attention within a training clip, and relative offsets beyond it (never trained) are never used."""
+        super().__init__()
+        h, w, gh, gw = _grid(image_size, patch_size)
+        self.input_spec = InputSpec(in_channels, h, w, f"1+{temporal_patch}k")
+        self.image_size = h if h == w else (h, w)
+        self.in_channels, self.temporal_patch, self.token_dim = in_channels, temporal_patch, token_dim
+        self.grid = (gh, gw)
+        self.tokens_per_frame = gh * gw  # tokens of one latent frame
+        self.num_frames = num_frames
+        self.num_tokens = latent_frames(num_frames, temporal_patch) * self.tokens_per_frame
+        self.embed = VideoPatchEmbed(patch_size, temporal_patch, in_channels, width)
+        self.pos = nn.Parameter(width**-0.5 * torch.randn(1, 1, gh, gw, width))
+        self.transformer = SpaceTimeTransformer(width, num_heads, (gh, gw), list(spatial_blocks), temporal_depth,
+                                                window_size, temporal_window, mlp_ratio, qk_norm)
+        self.context = self.transformer.context
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, token_dim)
+
+    def token_grid(self, frames: int | None = None) -> tuple[int, int, int]:
+        """(T', h, w) of a clip of `frames` frames (default `num_frames`)."""
+        return (latent_frames(self.num_frames if frames is None else frames, self.temporal_patch), *self.grid)
+
+    def forward(self, x: torch.Tensor, starts_video: bool = True) -> torch.Tensor:
+        """x (B, C, T, H, W) -> (B, T' * h * w, token_dim), time-major. `starts_video=False`: x is a chunk of
+        t*k frames that does not begin at frame 0 (chunked encoding)."""
+        z = self.transformer(self.embed(x, starts_video) + self.pos)  # (B, T', h, w, D)
+        return rearrange(self.proj(self.norm(z)), "b t h w d -> b (t h w) d")
+
+
+@configurable
+class OmniDecoder(nn.Module):
+    def __init__(
+        self,
+        image_size: int | tuple[int, int] = 256,
+        patch_size: int = 8,
+        temporal_patch: int = 4,
+        out_channels: int = 3,
+        width: int = 512,
+        num_heads: int = 8,
+        spatial_blocks: list[str] = ("full", "full", "window", "window"),
+        window_size: int = 8,
+        temporal_depth: int = 4,
+        temporal_window: int = 5,
+        token_dim: int = 8,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        h, w, gh, gw = _grid(image_size, patch_size)
+        self.output_spec = InputSpec(out_channels, h, w, f"1+{temporal_patch}k")
+        self.image_size = h if h == w else (h, w)
+        self.token_dim, self.temporal_patch = token_dim, temporal_patch
+        self.grid = (gh, gw)
+        self.tokens_per_frame = gh * gw
+        self.proj = nn.Linear(token_dim, width)
+        self.pos = nn.Parameter(width**-0.5 * torch.randn(1, 1, gh, gw, width))
+        self.transformer = SpaceTimeTransformer(width, num_heads, (gh, gw), list(spatial_blocks), temporal_depth,
+                                                window_size, temporal_window, mlp_ratio, qk_norm, temporal_first=True)
+        self.context = self.transformer.context
+        self.norm = nn.LayerNorm(width)
+        self.head = VideoPatchHead(patch_size, temporal_patch, out_channels, width)
+
+    def forward(self, codes: torch.Tensor, valid: torch.Tensor | None = None,
+                starts_video: bool = True) -> torch.Tensor:
+        """codes (B, T' * h * w, d), whole latent frames, time-major -> (B, C, T, H, W), unclamped. `valid` is
+        accepted for the common decoder call and must be None (grid tokens are never dropped)."""
+        if valid is not None and not bool(valid.all()):
+            raise ValueError("a space-time grid decoder takes whole latent frames; ragged token masks are for 1D "
+                             "tokenizers")
+        n = codes.shape[1]
+        if n == 0 or n % self.tokens_per_frame:
+            raise ValueError(f"the decoder takes whole latent frames of {self.grid[0]} x {self.grid[1]} = "
+                             f"{self.tokens_per_frame} tokens, got {n} tokens")
+        z = rearrange(self.proj(codes), "b (t h w) d -> b t h w d", h=self.grid[0], w=self.grid[1]) + self.pos
+        return self.head(self.norm(self.transformer(z)), starts_video)
+
+    def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, **sampling) -> torch.Tensor:
+        """Inference entry point shared by all decoders (sampler arguments are ignored)."""
+        return self.forward(codes, valid)
