@@ -302,3 +302,26 @@ def test_gan_config_trains_two_steps_through_the_cli_and_exports(tmp_path):
     assert raw["vistok_training"]["adversarial"]["start_step"] == 1
     export = export_checkpoint(ckpt, tmp_path / "export")
     assert "GAN" in (export / "README.md").read_text()
+
+
+def test_vistok_fit_fails_on_a_nan_in_one_line_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    from vistok.cli import main
+
+    monkeypatch.delenv("VISTOK_DEBUG", raising=False)
+    doc = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    for cb in doc["trainer"]["callbacks"]:
+        if cb["class_path"].endswith("PCAInit"):
+            cb["init_args"]["num_images"] = 256
+        if cb["class_path"].endswith("PeriodicCheckpoint"):
+            cb["init_args"] = {"every_n_train_steps": 2, "every_n_minutes": None}
+    doc["trainer"]["callbacks"].append({"class_path": "tests.test_gan_training.PoisonAt", "init_args": {"step": 3}})
+    config = tmp_path / "poisoned.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    args = [a for a in _tiny_overrides(config, tmp_path) if "max_steps" not in a]
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(config), *args, "--trainer.max_steps=6"])
+    assert info.value.code == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vistok fit: error:")]
+    assert len(err) == 1 and "step 3" in err[0] and "'recon'" in err[0] and "last.ckpt" in err[0], err
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2
