@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from vistok.checkpoint import FLATTERED_RFID
 from vistok.metrics.codebook import CodebookStats
 from vistok.metrics.codecs import CodecSweep, check_codecs
 from vistok.metrics.fid import FID, InceptionFeatures
@@ -111,7 +112,7 @@ def _say(settings: EvalSettings, message: str) -> None:
 
 def evaluate(settings: EvalSettings) -> dict[str, Any]:
     """Run the evaluation, write the outputs, return the metrics.json content."""
-    from vistok.checkpoint import load_tokenizer
+    from vistok.checkpoint import load_tokenizer, trained_on_fid_network, training_losses
     from vistok.devices import resolve_device
 
     start = time.perf_counter()
@@ -193,6 +194,10 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     bar.close()
     if notes and not warned:
         _say(settings, f"warning: {notes[0]}")
+    losses = training_losses(settings.model)
+    if fids and trained_on_fid_network(losses):
+        notes.append(FLATTERED_RFID)
+        _say(settings, f"warning: {FLATTERED_RFID}")
 
     result = {
         "model": str(settings.model),
@@ -210,6 +215,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
                  "note": "rFID on few images is strongly biased upwards; compare only at equal image counts"}
                 if inception is not None else None),
         "lpips": settings.lpips if lpips_net is not None else None,
+        "training_losses": losses,
         "device": device,
         "notes": notes + ([] if lpips_net is not None else [LPIPS_SKIPPED]),
         "rows": rows,
@@ -244,7 +250,9 @@ def _write(result: dict[str, Any], out: Path, shown: list[torch.Tensor], ladder:
         labels.append(f"{sweep.codec} q={q} ({sweep.bytes[q] / max(sweep.count, 1):.0f} B)")
     save_image_grid(columns, out / "reconstructions.png", labels, title="reconstructions near equal bytes")
     plot_rate_distortion(rows, out / "rate_distortion.png",
-                         title=f"{Path(result['model']).name}: {result['num_images']} images")
+                         title=f"{Path(result['model']).name}: {result['num_images']} images"
+                         + (" (rFID flattered: Inception was a training loss)"
+                            if FLATTERED_RFID in result["notes"] else ""))
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
 
 

@@ -58,6 +58,12 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
             lines.append(f"- {label}: {training[key]}")
     if training and training.get("data_train") is None:
         lines.append("- training data: not recorded (no config.yaml beside the checkpoint's run)")
+    if training.get("losses"):
+        lines.append(f"- losses: {_losses_text(training['losses'])}")
+        from vistok.checkpoint import FLATTERED_RFID, trained_on_fid_network
+
+        if trained_on_fid_network(training["losses"]):
+            lines.append(f"- **rFID caveat**: {FLATTERED_RFID}")
     lines += ["", "## Metrics", "",
               "Not measured at export. `vistok eval --model <this dir> --input <images> --output <dir>` writes rFID, "
               "PSNR, SSIM per token count (metrics.json).",
@@ -70,6 +76,25 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
                  "ids = tok.encode(images)   # (B, K) int64"]),
               "recon = tok.decode(ids)", "```", ""]
     return "\n".join(lines)
+
+
+def _losses_text(losses: dict[str, Any]) -> str:
+    """One line for the card: e.g. `L2 1.0, quantizer 1.0, perceptual inception x 0.1, GAN (NLayerDiscriminator,
+    hinge, adaptive weight x 0.1, from step 300)`."""
+    rec = losses.get("reconstruction") or {}
+    parts = (["rectified flow"] if rec.get("kind") == "flow" else
+             [f"{name} {rec[key]}" for name, key in (("L1", "l1"), ("L2", "l2"), ("mean colour", "colour"))
+              if rec.get(key)])
+    parts.append(f"quantizer {losses.get('quantizer_weight')}")
+    if losses.get("perceptual"):
+        parts.append(f"perceptual {losses['perceptual']['kind']} x {losses['perceptual']['weight']}")
+    adv = losses.get("adversarial")
+    if adv:
+        disc = adv.get("discriminator", {}).get("class_path", "?").rsplit(".", 1)[-1]
+        weight = f"{'adaptive weight x ' if adv.get('adaptive') else 'weight '}{adv.get('weight')}"
+        lecam = f", LeCAM {adv['lecam_weight']}" if adv.get("lecam_weight") else ""
+        parts.append(f"GAN ({disc}, {adv.get('generator_loss')}, {weight}{lecam}, from step {adv.get('start_step')})")
+    return ", ".join(parts)
 
 
 def _input_text(spec: dict[str, Any]) -> str:
@@ -112,7 +137,9 @@ def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torc
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        config = {"vistok_version": vistok.__version__, "model": to_config(tokenizer)}
+        config: dict[str, Any] = {"vistok_version": vistok.__version__, "model": to_config(tokenizer)}
+        if training and training.get("losses"):  # read back by `vistok eval` (vistok.checkpoint.training_losses)
+            config["training"] = {"losses": training["losses"]}
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         save_model(tokenizer, str(tmp / "model.safetensors"))
         save_file({"codes": tokenizer.quantizer.codes().float().cpu().contiguous()},

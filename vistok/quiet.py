@@ -17,6 +17,9 @@ WARNINGS = (
     (Warning, r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
     # LightningCLI(args=...) from Python: vistok's CLI passes argv on purpose.
     (UserWarning, r"LightningCLI's args parameter is intended to run from within Python"),
+    # ModelCheckpoint under manual optimisation (a discriminator): vistok saves the state after the step on
+    # purpose, consistent with the checkpoint's global_step, which is what resuming needs.
+    (UserWarning, r"Using ModelCheckpoint with manual optimization and every_n_train_steps"),
 )
 # Substrings of log records from Lightning's rank-zero loggers: advertising, not information.
 LOG_MESSAGES = (

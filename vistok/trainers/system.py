@@ -1,10 +1,19 @@
 """`TokenizerSystem`: the thin LightningModule that trains a `Tokenizer`.
 
 Loss = reconstruction (L1/L2; or a generative decoder's own objective, e.g. rectified flow) + quantizer
-auxiliary loss. One step shared by training and validation; EMA, recon grids, codebook usage and the quantizer
-warm-up are callbacks (`vistok.trainers.callbacks`). Training randomness (token-dropout lengths, flow noise)
-comes from per-module generators whose states every checkpoint keeps (`vistok.trainers.rng`), so a resumed run
-continues exactly where the interrupted one stopped.
+auxiliary loss, plus optionally a perceptual loss (`perceptual:`, `vistok.trainers.perceptual`) and, with a
+`discriminator`, an adversarial phase (`gan:`, `vistok.trainers.adversarial`). One step shared by training and
+validation; EMA, recon grids, codebook usage and the quantizer warm-up are callbacks
+(`vistok.trainers.callbacks`). Training randomness (token-dropout lengths, flow noise) comes from per-module
+generators whose states every checkpoint keeps (`vistok.trainers.rng`), so a resumed run continues exactly
+where the interrupted one stopped. A NaN or infinite loss stops the run before it touches the weights
+(`vistok.trainers.finite`).
+
+Without a discriminator Lightning optimises automatically, as before. With one, the system optimises manually
+with two optimizers: per batch one generator step (the only step Lightning counts, so `max_steps`, checkpoint
+cadence, EMA, schedules and the quantizer warm-up all count generator steps) and, from `gan.start_step` on, one
+discriminator step taken through the strategy without advancing `global_step`. Lightning refuses a trainer
+`gradient_clip_val` under manual optimisation; the system takes that value over and clips both optimizers itself.
 
 Batches are `{"image": (B, 3, H, W)}` or `{"video": (B, 3, T, H, W)}` (float in [-1, 1]); PSNR is per image, or
 per clip over all its frames. `init_from` loads another run's matching tokenizer weights before training.
@@ -12,30 +21,28 @@ per clip over all its frames. `init_from` loads another run's matching tokenizer
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from vistok.configurable import to_config
 from vistok.metrics.psnr import per_image_psnr
 from vistok.tokenizers.prefixes import prefix_reconstructions
 from vistok.tokenizers.tokenizer import Tokenizer
+from vistok.trainers.adversarial import AdversarialLoss, GANSettings, frames
+from vistok.trainers.batches import pixels
+from vistok.trainers.callbacks import check_weight_averaging
+from vistok.trainers.finite import check_losses, check_weights
 from vistok.trainers.losses import reconstruction_loss
+from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
 from vistok.trainers.rng import TrainingRNG
 from vistok.trainers.schedule import warmup_cosine
-
-
-def pixels(batch: dict[str, Any]) -> torch.Tensor:
-    """The batch's pixels: "video" (B, 3, T, H, W) when present, else "image" (B, 3, H, W)."""
-    if "video" in batch:
-        return batch["video"]
-    if "image" not in batch:
-        raise ValueError(f"a training batch needs an 'image' or a 'video' key, got keys {sorted(batch)}")
-    return batch["image"]
 
 
 class TokenizerSystem(pl.LightningModule):
@@ -54,12 +61,17 @@ class TokenizerSystem(pl.LightningModule):
         lr_scales: dict[str, float] | None = None,
         prior_weight: float = 0.1,
         init_from: str | None = None,
+        discriminator: nn.Module | None = None,
+        gan: GANSettings | None = None,
+        perceptual: PerceptualSettings | None = None,
     ) -> None:
         """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
         fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `prior_weight`: weight of
         an AR prior's loss (LARP; only with `Tokenizer(prior=...)`). `init_from`: an export directory or `.ckpt`
         whose matching tokenizer weights are loaded now (missing and unexpected names are reported, a shape
-        mismatch is refused naming the tensor); a resumed run's checkpoint still wins."""
+        mismatch is refused naming the tensor); a resumed run's checkpoint still wins. `discriminator`
+        (e.g. `vistok.nn.discriminator.NLayerDiscriminator`) turns on the adversarial phase with `gan`'s settings
+        (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss in training."""
         super().__init__()
         self.tokenizer = tokenizer
         if init_from:
@@ -69,7 +81,21 @@ class TokenizerSystem(pl.LightningModule):
             loaded = len(tokenizer.state_dict()) - len(missing)
             rank_zero_info(f"init_from {init_from}: loaded {loaded} tensors; missing (kept as initialised) "
                            f"{len(missing)} {missing[:8]}; unexpected (ignored) {len(unexpected)} {unexpected[:8]}")
-        self.save_hyperparameters(ignore=["tokenizer"])
+        self.discriminator = discriminator
+        # Plain values only: the checkpoint is read back with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["tokenizer", "discriminator", "gan", "perceptual"])
+        self.hparams["gan"] = asdict(gan) if gan is not None else None
+        self.hparams["perceptual"] = asdict(perceptual) if perceptual is not None else None
+        self.adversarial = None if discriminator is None else AdversarialLoss(gan or GANSettings())
+        self.perceptual, self.perceptual_kind = build_perceptual(perceptual)
+        self.perceptual_weight = perceptual.weight if perceptual is not None else 0.0
+        needs_pixels = [what for what, on in (("a discriminator", discriminator is not None),
+                                             ("a perceptual loss", self.perceptual is not None)) if on]
+        if needs_pixels and hasattr(tokenizer.decoder, "training_loss"):
+            raise ValueError(f"{' and '.join(needs_pixels)} need(s) a reconstruction in training; "
+                             f"{type(tokenizer.decoder).__name__} trains on its own objective and returns none")
+        self.automatic_optimization = discriminator is None
+        self._clip: tuple[float, str | None] | None = None
         self._rng: TrainingRNG | None = None
         self._rng_to_load: list[dict[str, Any]] | None = None
 
@@ -81,15 +107,19 @@ class TokenizerSystem(pl.LightningModule):
             rec, rec_name = out.decoder_loss, "flow"
         else:
             rec, rec_name = reconstruction_loss(out.recon, x, hp.l1_weight, hp.l2_weight, hp.colour_weight), "recon"
-        loss = rec + hp.quantizer_weight * out.quant.loss
+        terms = {rec_name: rec, "quantizer": hp.quantizer_weight * out.quant.loss}
         if out.prior_loss is not None:
-            loss = loss + hp.prior_weight * out.prior_loss
-            self.log(f"{stage}/prior", out.prior_loss, batch_size=x.shape[0], on_step=stage == "train",
-                     on_epoch=stage != "train")
+            terms["prior"] = hp.prior_weight * out.prior_loss
+        if stage == "train":
+            terms.update(self._training_terms(x, out.recon, rec))
+            check_losses(terms, self.global_step, self._last_checkpoint())  # names the first non-finite term
+        loss = sum(terms.values())
         b = x.shape[0]
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step)
         self.log(f"{stage}/{rec_name}", rec, batch_size=b, on_step=on_step, on_epoch=not on_step)
+        if "prior" in terms:
+            self.log(f"{stage}/prior", out.prior_loss, batch_size=b, on_step=on_step, on_epoch=not on_step)
         if out.recon is not None:
             self.log(f"{stage}/psnr", per_image_psnr(out.recon, x).mean(), prog_bar=True, batch_size=b, on_step=on_step,
                      on_epoch=not on_step)
@@ -97,7 +127,32 @@ class TokenizerSystem(pl.LightningModule):
             self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step)
         if batch.get("skipped"):
             self.log(f"{stage}/skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
-        return loss, out.quant.indices
+        return loss, out
+
+    def _training_terms(self, x: torch.Tensor, recon: torch.Tensor | None,
+                        rec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The perceptual and adversarial terms of the generator's loss (logged here)."""
+        terms: dict[str, torch.Tensor] = {}
+        if self.perceptual is not None:
+            terms["perceptual"] = self.perceptual_weight * self.perceptual(frames(recon), frames(x))  # clips: per frame
+        step, b = self.global_step, x.shape[0]
+        if self.adversarial is not None:
+            g, logs = self.adversarial.generator_term(self.discriminator, recon, rec + terms.get("perceptual", 0),
+                                                      self.tokenizer.decoder, step)
+            if g is not None:
+                terms["gan_g"] = g
+            self._log_all(logs, b)
+        if "perceptual" in terms:
+            self.log("train/perceptual", terms["perceptual"], batch_size=b, on_step=True, on_epoch=False)
+        return terms
+
+    def _log_all(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
+        for name, value in values.items():
+            self.log(f"train/{name}", value, batch_size=batch_size, on_step=True, on_epoch=False)
+
+    def _last_checkpoint(self) -> str | None:
+        cb = self.trainer.checkpoint_callback if self._trainer is not None else None
+        return getattr(cb, "last_model_path", None) or None
 
     def _all_skipped(self, batch: dict[str, Any], stage: str) -> bool:
         """Every image of the batch failed to load (collate_images dropped them): count them, skip the step."""
@@ -110,12 +165,56 @@ class TokenizerSystem(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         if self._all_skipped(batch, "train"):
             return None  # Lightning skips the optimizer step
-        return self._step(batch, "train")[0]
+        if self.automatic_optimization:
+            return self._step(batch, "train")[0]
+        return self._adversarial_step(batch)
+
+    def _adversarial_step(self, batch: dict[str, Any]) -> torch.Tensor:
+        """One generator step (counted by Lightning), then, from the start step on, one discriminator step on
+        the same reconstructions (not counted: taken through the strategy, not the LightningOptimizer)."""
+        opt_g, opt_d = self.optimizers()
+        sched_g, sched_d = self.lr_schedulers()
+        step = self.global_step  # generator steps done so far
+        loss, out = self._step(batch, "train")
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        self._clip_gradients(opt_g)
+        opt_g.step()
+        sched_g.step()
+        # The generator's adversarial backward went through D(G(z)) into D's parameters: clear those gradients
+        # so that D's step uses only its own loss.
+        opt_d.zero_grad(set_to_none=True)
+        x = pixels(batch)
+        d_loss, logs = self.adversarial.discriminator_term(self.discriminator, x, out.recon, step)
+        if d_loss is not None:
+            check_losses({"gan_d": d_loss}, step, self._last_checkpoint())
+            self.manual_backward(d_loss)
+            self._clip_gradients(opt_d)
+            self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
+            sched_d.step()
+            self._log_all(logs, x.shape[0])
+        return loss
+
+    def _clip_gradients(self, optimizer: Any) -> None:
+        if self._clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self._clip[0], gradient_clip_algorithm=self._clip[1])
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        # Called by the trainer before it validates its settings: under manual optimisation Lightning refuses a
+        # trainer-level gradient_clip_val (it cannot know where the steps are), so take the value over here and
+        # clip each optimizer in `_adversarial_step`; configs keep one place for it.
+        trainer = self.trainer
+        if not self.automatic_optimization and trainer.gradient_clip_val:
+            algorithm = trainer.gradient_clip_algorithm
+            self._clip = (float(trainer.gradient_clip_val), str(getattr(algorithm, "value", algorithm) or "norm"))
+            trainer.gradient_clip_val = None
+        return []
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
         if self._all_skipped(batch, "val"):
             return None
-        _, indices = self._step(batch, "val")
+        _, out = self._step(batch, "val")
+        indices = out.quant.indices
         if self.tokenizer.token_dropout is not None:
             # Quality per prefix length: the point of a flexible-length tokenizer.
             x = pixels(batch)
@@ -123,7 +222,7 @@ class TokenizerSystem(pl.LightningModule):
                 self.log(f"val/psnr_k{k}", per_image_psnr(recon, x).mean(), batch_size=x.shape[0])
         return {"indices": indices}  # (B, N), for the CodebookUsage callback
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
         scales = dict(hp.lr_scales or {})
         groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
@@ -140,12 +239,26 @@ class TokenizerSystem(pl.LightningModule):
                                 lr=hp.lr, betas=tuple(hp.betas))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(hp.warmup * total) if hp.warmup < 1 else int(hp.warmup)
-        sched = LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup, hp.min_lr_ratio))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+        def schedule(s: int) -> float:
+            return warmup_cosine(s, total, warmup, hp.min_lr_ratio)
+
+        sched = LambdaLR(opt, schedule)
+        if self.discriminator is None:
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        g = self.adversarial.settings
+        decay = hp.weight_decay if g.weight_decay is None else g.weight_decay
+        opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=hp.lr if g.lr is None else g.lr,
+                                  betas=tuple(hp.betas if g.betas is None else g.betas), weight_decay=decay)
+        # The discriminator steps once per generator step from the start step on: its k-th step takes the
+        # generator's learning-rate factor at step start + k, so both follow one schedule of generator steps.
+        sched_d = LambdaLR(opt_d, lambda k: schedule(k + g.start_step))
+        return ([opt, opt_d], [{"scheduler": sched, "interval": "step"}, {"scheduler": sched_d, "interval": "step"}])
 
     # --- random state: seeded at the start of fit, saved per rank in every checkpoint, restored on resume ------
     def on_fit_start(self) -> None:
         # After the checkpoint's weights and the model's device are in place, before the sanity check.
+        check_weight_averaging(self.trainer, self)
         self._rng = TrainingRNG(self.tokenizer)
         self._rng.seed(torch.initial_seed(), self.global_rank)
         if self._rng_to_load:
@@ -163,10 +276,33 @@ class TokenizerSystem(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_load = checkpoint.get("vistok_rng")
+        if self.adversarial is not None and "vistok_adversarial" in checkpoint:
+            self.adversarial.load_state_dict(checkpoint["vistok_adversarial"])
+
+    def training_record(self) -> dict[str, Any]:
+        """The losses this system trains with, for the checkpoint, the export and `vistok eval` (which says
+        when rFID's own Inception network was a training loss)."""
+        hp = self.hparams
+        rec = ({"kind": "flow"} if hasattr(self.tokenizer.decoder, "training_loss") else
+               {"kind": "pixel", "l1": hp.l1_weight, "l2": hp.l2_weight, "colour": hp.colour_weight})
+        adv = None
+        if self.adversarial is not None:
+            adv = {**asdict(self.adversarial.settings), "discriminator": to_config(self.discriminator)}
+        return {"reconstruction": rec, "quantizer_weight": hp.quantizer_weight,
+                "perceptual": ({"kind": self.perceptual_kind, "weight": self.perceptual_weight}
+                               if self.perceptual is not None else None),
+                "adversarial": adv}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        step = int(checkpoint.get("global_step", self.global_step))
+        for key in ("state_dict", "current_model_state"):  # the weights saved (EMA) and the ones trained
+            if key in checkpoint:
+                check_weights(checkpoint[key], step)
         # Lets `vistok export` rebuild the tokenizer from the checkpoint with no config file and no pickle.
         checkpoint["vistok_config"] = to_config(self.tokenizer)
+        checkpoint["vistok_training"] = self.training_record()
+        if self.adversarial is not None:
+            checkpoint["vistok_adversarial"] = self.adversarial.state_dict()
         if self._rng is not None:  # every rank builds the checkpoint, rank 0 writes it: gather each rank's state
             state = self._rng.state()
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -175,3 +311,7 @@ class TokenizerSystem(pl.LightningModule):
             else:
                 states = [state]
             checkpoint["vistok_rng"] = states
+
+
+def _no_closure() -> None:
+    return None
