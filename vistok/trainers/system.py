@@ -20,6 +20,7 @@ from vistok.configurable import to_config
 from vistok.metrics.psnr import per_image_psnr
 from vistok.tokenizers.prefixes import prefix_reconstructions
 from vistok.tokenizers.tokenizer import Tokenizer
+from vistok.trainers.distributed import is_multiprocess, sync_quantizers
 from vistok.trainers.losses import reconstruction_loss
 from vistok.trainers.rng import TrainingRNG
 from vistok.trainers.schedule import warmup_cosine
@@ -59,15 +60,18 @@ class TokenizerSystem(pl.LightningModule):
         loss = rec + hp.quantizer_weight * out.quant.loss
         b = x.shape[0]
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step)
-        self.log(f"{stage}/{rec_name}", rec, batch_size=b, on_step=on_step, on_epoch=not on_step)
+        sync = not on_step  # epoch-level (validation) figures are averaged over processes; per-step ones are not
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step,
+                 sync_dist=sync)
+        self.log(f"{stage}/{rec_name}", rec, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
         if out.recon is not None:
             self.log(f"{stage}/psnr", per_image_psnr(out.recon, x).mean(), prog_bar=True, batch_size=b, on_step=on_step,
-                     on_epoch=not on_step)
+                     on_epoch=not on_step, sync_dist=sync)
         for name, value in out.quant.metrics.items():
-            self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step)
+            self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
         if batch.get("skipped"):
-            self.log(f"{stage}/skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+            self.log(f"{stage}/skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True,
+                     sync_dist=True)
         return loss, out.quant.indices
 
     def _all_skipped(self, batch: dict[str, Any], stage: str) -> bool:
@@ -75,7 +79,7 @@ class TokenizerSystem(pl.LightningModule):
         if len(batch["image"]):
             return False
         self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
-                 batch_size=1)
+                 batch_size=1, sync_dist=True)
         return True
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -91,7 +95,7 @@ class TokenizerSystem(pl.LightningModule):
             # Quality per prefix length: the point of a flexible-length tokenizer.
             x = batch["image"]
             for k, recon in prefix_reconstructions(self.tokenizer, x):
-                self.log(f"val/psnr_k{k}", per_image_psnr(recon, x).mean(), batch_size=x.shape[0])
+                self.log(f"val/psnr_k{k}", per_image_psnr(recon, x).mean(), batch_size=x.shape[0], sync_dist=True)
         return {"indices": indices}  # (B, N), for the CodebookUsage callback
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -113,6 +117,13 @@ class TokenizerSystem(pl.LightningModule):
         warmup = int(hp.warmup * total) if hp.warmup < 1 else int(hp.warmup)
         sched = LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup, hp.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- processes: model code was built before the process group existed -----------------------------------
+    def setup(self, stage: str) -> None:
+        sync_quantizers(self.tokenizer, is_multiprocess())  # VQ codebook statistics all-reduced across ranks
+
+    def teardown(self, stage: str) -> None:
+        sync_quantizers(self.tokenizer, False)
 
     # --- random state: seeded at the start of fit, saved per rank in every checkpoint, restored on resume ------
     def on_fit_start(self) -> None:
