@@ -84,3 +84,32 @@ def test_ddp_two_cpu_processes_agree_and_split_the_data(tmp_path):
     assert "sync_dist" not in r.stderr + r.stdout, r.stderr[-4000:]
     metrics = (tmp_path / "run" / "metrics.csv").read_text()
     assert "val/loss" in metrics and "val/codebook_usage" in metrics
+
+
+def test_map_style_sampler_splits_an_epoch_across_ranks():
+    """The resumable sampler (sample photos, image folders) under 2 ranks: disjoint halves covering the set,
+    the same seed per item whichever rank draws it; an odd length pads like torch's DistributedSampler."""
+    from vistok.data.resumable import ResumableSampler
+
+    for length in (20, 21):
+        halves = [list(ResumableSampler(length, seed=3, batch_size=2, num_replicas=2, rank=r)) for r in (0, 1)]
+        ids = [i for half in halves for i, _ in half]
+        assert len(halves[0]) == len(halves[1]) == (length + 1) // 2
+        assert set(ids) == set(range(length)) and len(ids) - len(set(ids)) == length % 2
+
+
+def test_webdataset_shards_split_by_rank(tmp_path, monkeypatch):
+    """Iterable webdataset sources are split by shard before the shard shuffle: two ranks (webdataset reads
+    RANK/WORLD_SIZE, else torch.distributed) read disjoint shards that together cover the set."""
+    from tests.test_shards import _write_input_shard
+    from vistok.data.folder import webdataset_images
+
+    keys = [k for i in range(4) for k in _write_input_shard(tmp_path / f"in-{i:03d}.tar", 10 * i, 3)]
+    urls = str(tmp_path / "in-{000..003}.tar")
+    seen = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        seen.append([s["key"] for s in webdataset_images(urls, 16, train=True)])
+    assert len(seen[0]) == len(seen[1]) == 6 and not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == sorted(keys)
