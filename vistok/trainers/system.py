@@ -69,9 +69,9 @@ class TokenizerSystem(pl.LightningModule):
                      on_epoch=not on_step, sync_dist=sync)
         for name, value in out.quant.metrics.items():
             self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
-        if batch.get("skipped"):
-            self.log(f"{stage}/skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True,
-                     sync_dist=True)
+        # Logged on every batch, 0 included: a synced key must be logged by every rank, or the reduction waits.
+        self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
+                 batch_size=b, sync_dist=True)
         return loss, out.quant.indices
 
     def _all_skipped(self, batch: dict[str, Any], stage: str) -> bool:
