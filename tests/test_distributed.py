@@ -113,3 +113,32 @@ def test_webdataset_shards_split_by_rank(tmp_path, monkeypatch):
         seen.append([s["key"] for s in webdataset_images(urls, 16, train=True)])
     assert len(seen[0]) == len(seen[1]) == 6 and not set(seen[0]) & set(seen[1])
     assert sorted(seen[0] + seen[1]) == sorted(keys)
+
+
+def test_webdataset_training_stream_repeats_per_rank_under_ddp(tmp_path, monkeypatch):
+    """Under several processes each rank's training stream cycles its shards (no rank ends the epoch first and
+    leaves DDP waiting); too few shards for the readers is a clear error."""
+    import pytest
+
+    import vistok.data.datamodule as dm
+    from tests.test_shards import _write_input_shard
+
+    for i in range(2):
+        _write_input_shard(tmp_path / f"in-{i:03d}.tar", 10 * i, 3)
+    monkeypatch.setattr(dm, "is_multiprocess", lambda: True)
+    monkeypatch.setattr(dm.dist, "get_world_size", lambda: 2)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    data = dm.ImageDataModule(train=str(tmp_path / "in-{000..001}.tar"), val=None, image_size=16, batch_size=2)
+    data.setup("fit")
+    keys = []
+    for batch in data.train_dataloader():
+        keys += batch["key"]
+        if len(keys) >= 8:
+            break
+    assert len(keys) == 8 and set(keys) == {"s00010", "s00011", "s00012"}  # rank 1: shard 1, repeated
+    three = dm.ImageDataModule(train=str(tmp_path / "in-{000..001}.tar"), val=None, image_size=16, batch_size=2,
+                               num_workers=2)
+    three.setup("fit")
+    with pytest.raises(ValueError, match="2 webdataset shard.*2 processes x 2 workers"):
+        three.train_dataloader()
