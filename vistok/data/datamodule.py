@@ -8,7 +8,9 @@ checked when the module is built, so a wrong path fails before any training star
 Map-style training sources (the sample photos, folders) are read through a `ResumableSampler`: the order and
 every crop are a function of (`seed`, epoch), and the module's `state_dict` (saved in every checkpoint) records
 the epoch and the batches consumed, so a resumed run continues with the next batch the interrupted one would
-have read. Webdataset sources are iterable: a resumed run restarts their stream (not exact).
+have read. Webdataset sources are iterable: a resumed run restarts their stream (not exact). Under several
+processes each rank reads its own shards, and its training stream repeats them without end (stop by
+`trainer.max_steps`): streams of unequal length would end the epoch on one rank while DDP waits on the others.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from vistok.data.folder import (
@@ -31,6 +34,7 @@ from vistok.data.folder import (
 from vistok.data.images import MAX_PIXELS
 from vistok.data.resumable import ResumableSampler
 from vistok.data.sample import SamplePhotoCrops
+from vistok.trainers.distributed import is_multiprocess
 
 SAMPLE_SOURCES = ("sample", "sample-photos")
 
@@ -113,6 +117,8 @@ class ImageDataModule(pl.LightningDataModule):
             ds = self._dataset(source, train)
         iterable = not hasattr(ds, "__len__")
         sampler = self._train_sampler(len(ds)) if train and not iterable else None
+        if train and iterable and is_multiprocess():
+            ds = self._repeat_per_rank(ds, source)
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.val_batch_size,
@@ -122,6 +128,20 @@ class ImageDataModule(pl.LightningDataModule):
             drop_last=train,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _repeat_per_rank(self, ds, source: str):
+        """Every rank streams its own shards without end, so no rank runs out before the others."""
+        from webdataset.shardlists import expand_urls
+
+        readers = dist.get_world_size() * max(1, self.num_workers)
+        shards = len(expand_urls(source))
+        if shards < readers:
+            raise ValueError(f"data.train: {shards} webdataset shard(s) for {dist.get_world_size()} processes x "
+                             f"{max(1, self.num_workers)} workers: every reader needs at least one shard ({source})")
+        if self.trainer is not None and self.trainer.max_steps in (None, -1):
+            raise ValueError("data.train is a webdataset stream and training runs on several processes: set "
+                             "trainer.max_steps (each rank repeats its shards, so an epoch never ends)")
+        return ds.repeat()
 
     def _train_sampler(self, length: int) -> ResumableSampler:
         if self._sampler_seed is None:

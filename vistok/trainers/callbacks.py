@@ -19,6 +19,7 @@ from vistok.metrics.codebook import code_counts, usage_from_counts
 from vistok.metrics.report import save_image_grid
 from vistok.tokenizers.prefixes import pow2_lengths, prefix_reconstructions
 from vistok.trainers.batches import pixels
+from vistok.trainers.image_logging import log_image
 
 
 class QuantizerWarmup(pl.Callback):
@@ -55,7 +56,8 @@ def _middle_frame(x: torch.Tensor) -> torch.Tensor:
 
 class ReconstructionGrid(pl.Callback):
     """At each validation, write originals next to reconstructions (one column per K for flexible
-    tokenizers) to `<log_dir>/reconstructions/step_<N>.png`."""
+    tokenizers) to `<log_dir>/reconstructions/step_<N>.png`, and give the picture to the image-capable loggers
+    of the run (wandb, TensorBoard) as `val/reconstructions`."""
 
     def __init__(self, num_images: int = 8) -> None:
         self.num_images = num_images
@@ -70,13 +72,20 @@ class ReconstructionGrid(pl.Callback):
             self._batch = x[: self.num_images]
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._batch is None or trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
+            return
+        # Every rank asks: under DDP `trainer.log_dir` is a broadcast from rank 0, a collective that would wait
+        # forever if rank 0 alone called it.
+        log_dir = Path(trainer.log_dir or ".")
+        if self._batch is None or not trainer.is_global_zero:
+            self._batch = None
             return
         tok, x = pl_module.tokenizer, self._batch
         ks = pow2_lengths(tok.max_tokens) if tok.token_dropout is not None else [tok.max_tokens]
         columns = [_middle_frame(c) for c in [x] + [recon for _, recon in prefix_reconstructions(tok, x, ks)]]
-        out = Path(trainer.log_dir or ".") / "reconstructions" / f"step_{trainer.global_step:06d}.png"
+        out = log_dir / "reconstructions" / f"step_{trainer.global_step:06d}.png"
         save_image_grid(columns, out, ["input"] + [f"K={k}" for k in ks], f"step {trainer.global_step}")
+        log_image(trainer.loggers, "val/reconstructions", out, trainer.global_step)
         self._batch = None
 
 
@@ -97,8 +106,9 @@ class CodebookUsage(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         counts = trainer.strategy.reduce(self._counts, reduce_op="sum")  # summed over processes
         stats = usage_from_counts(counts)
-        pl_module.log("val/codebook_usage", stats["usage"].float(), sync_dist=False)
-        pl_module.log("val/codebook_perplexity", stats["perplexity"].float(), sync_dist=False)
+        # Equal on every rank already: sync_dist averages equal values (and tells Lightning they are global).
+        pl_module.log("val/codebook_usage", stats["usage"].float(), sync_dist=True)
+        pl_module.log("val/codebook_perplexity", stats["perplexity"].float(), sync_dist=True)
 
 
 class PCAInit(pl.Callback):

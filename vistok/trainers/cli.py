@@ -111,8 +111,16 @@ class VistokCLI(LightningCLI):
             print("final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
 
 
+def default_wandb_offline(environ: dict[str, str] = os.environ) -> None:
+    """A WandbLogger never reaches the network unless the user asked for it: with neither `WANDB_API_KEY` nor
+    `WANDB_MODE` set, runs are written offline (`<run dir>/wandb/offline-run-*`; `wandb sync` uploads them)."""
+    if not environ.get("WANDB_API_KEY") and not environ.get("WANDB_MODE"):
+        environ["WANDB_MODE"] = "offline"
+
+
 def cli_main(args: list[str] | None = None) -> VistokCLI:
     silence_known_noise()
+    default_wandb_offline()
     parser_kwargs: dict[str, Any] = {"default_env": False, "allow_abbrev": False, "prog": "vistok"}
     return VistokCLI(
         TokenizerSystem,

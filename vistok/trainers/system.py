@@ -38,6 +38,7 @@ from vistok.tokenizers.tokenizer import Tokenizer
 from vistok.trainers.adversarial import AdversarialLoss, GANSettings, frames
 from vistok.trainers.batches import pixels
 from vistok.trainers.callbacks import check_weight_averaging
+from vistok.trainers.distributed import allow_partial_backward, is_multiprocess, sync_quantizers
 from vistok.trainers.finite import check_losses, check_weights
 from vistok.trainers.losses import reconstruction_loss
 from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
@@ -116,17 +117,21 @@ class TokenizerSystem(pl.LightningModule):
         loss = sum(terms.values())
         b = x.shape[0]
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step)
-        self.log(f"{stage}/{rec_name}", rec, batch_size=b, on_step=on_step, on_epoch=not on_step)
+        sync = not on_step  # epoch-level (validation) figures are averaged over processes; per-step ones are not
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step,
+                 sync_dist=sync)
+        self.log(f"{stage}/{rec_name}", rec, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
         if "prior" in terms:
-            self.log(f"{stage}/prior", out.prior_loss, batch_size=b, on_step=on_step, on_epoch=not on_step)
+            self.log(f"{stage}/prior", out.prior_loss, batch_size=b, on_step=on_step, on_epoch=not on_step,
+                     sync_dist=sync)
         if out.recon is not None:
             self.log(f"{stage}/psnr", per_image_psnr(out.recon, x).mean(), prog_bar=True, batch_size=b, on_step=on_step,
-                     on_epoch=not on_step)
+                     on_epoch=not on_step, sync_dist=sync)
         for name, value in out.quant.metrics.items():
-            self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step)
-        if batch.get("skipped"):
-            self.log(f"{stage}/skipped", float(batch["skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+            self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
+        # Logged on every batch, 0 included: a synced key must be logged by every rank, or the reduction waits.
+        self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
+                 batch_size=b, sync_dist=True)
         return loss, out
 
     def _training_terms(self, x: torch.Tensor, recon: torch.Tensor | None,
@@ -159,7 +164,7 @@ class TokenizerSystem(pl.LightningModule):
         if len(pixels(batch)):
             return False
         self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
-                 batch_size=1)
+                 batch_size=1, sync_dist=True)
         return True
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -219,7 +224,7 @@ class TokenizerSystem(pl.LightningModule):
             # Quality per prefix length: the point of a flexible-length tokenizer.
             x = pixels(batch)
             for k, recon in prefix_reconstructions(self.tokenizer, x):
-                self.log(f"val/psnr_k{k}", per_image_psnr(recon, x).mean(), batch_size=x.shape[0])
+                self.log(f"val/psnr_k{k}", per_image_psnr(recon, x).mean(), batch_size=x.shape[0], sync_dist=True)
         return {"indices": indices}  # (B, N), for the CodebookUsage callback
 
     def configure_optimizers(self) -> Any:
@@ -254,6 +259,16 @@ class TokenizerSystem(pl.LightningModule):
         # generator's learning-rate factor at step start + k, so both follow one schedule of generator steps.
         sched_d = LambdaLR(opt_d, lambda k: schedule(k + g.start_step))
         return ([opt, opt_d], [{"scheduler": sched, "interval": "step"}, {"scheduler": sched_d, "interval": "step"}])
+
+    # --- processes: model code was built before the process group existed -----------------------------------
+    def setup(self, stage: str) -> None:
+        sync_quantizers(self.tokenizer, is_multiprocess())  # VQ codebook statistics all-reduced across ranks
+        if self.discriminator is not None and self._trainer is not None and allow_partial_backward(self.trainer):
+            rank_zero_info("adversarial training under DDP: find_unused_parameters switched on (two backward "
+                           "passes per batch, each through part of the model)")
+
+    def teardown(self, stage: str) -> None:
+        sync_quantizers(self.tokenizer, False)
 
     # --- random state: seeded at the start of fit, saved per rank in every checkpoint, restored on resume ------
     def on_fit_start(self) -> None:
