@@ -52,10 +52,23 @@ def build_disc() -> dict[str, nn.Module]:
     return {"disc": NLayerDiscriminator()}
 
 
+def perceptual_loss(tok: nn.Module, x: torch.Tensor, extra: dict[str, nn.Module]) -> torch.Tensor:
+    """Reconstruction + the offline Inception feature loss (pool3 at 299 px, frozen; no download needed)."""
+    out = tok(x)
+    return reconstruction_loss(out.recon, x, 0.0, 1.0) + out.quant.loss + extra["perceptual"](out.recon, x)
+
+
+def build_perceptual() -> dict[str, nn.Module]:
+    from vistok.trainers.perceptual import InceptionFeatureLoss
+
+    return {"perceptual": InceptionFeatureLoss()}  # its network sits outside the module tree: nothing to train
+
+
 # name -> (loss(tok, x, extra modules), builder of the extra trained modules). Add a configuration here.
 LOSSES: dict[str, tuple[Callable[..., torch.Tensor], Callable[[], dict[str, nn.Module]]]] = {
     "recon": (recon_loss, dict),
     "gan": (gan_loss, build_disc),
+    "perceptual": (perceptual_loss, build_perceptual),
 }
 
 
