@@ -48,6 +48,23 @@ def _tokenizer_rows(result: dict) -> dict[int, dict]:
     return {r["tokens"]: r for r in result["rows"] if r["method"] == "tokenizer"}
 
 
+def losses_line(export: Path) -> str:
+    """What the model trained with, and what the offline machine could add (README "Adversarial and perceptual
+    training" has the measured comparison that keeps the demo at L2)."""
+    losses = json.loads((export / "config.json").read_text()).get("training", {}).get("losses") or {}
+    rec = losses.get("reconstruction", {})
+    parts = [f"{name.upper()} x {rec[name]:g}" for name in ("l1", "l2") if rec.get(name)]
+    parts += [f"colour x {rec['colour']:g}"] if rec.get("colour") else []
+    adv, per = losses.get("adversarial"), losses.get("perceptual")
+    parts += [f"PatchGAN from step {adv['start_step']}"] if adv else []
+    parts += [f"perceptual ({per['kind']}) x {per['weight']:g}"] if per else []
+    missing = [what for what, on in (("no GAN", not adv), ("no perceptual loss", not per)) if on]
+    why = (f"; {' and '.join(missing)}: measured no gain at this size (the offline perceptual loss, Inception at "
+           "299 px, costs more per step than this model), see README \"Adversarial and perceptual training\"")
+    listed = " + ".join(parts) or "not recorded (an older export)"
+    return f"losses: {listed} + quantizer" + (why if missing else "")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
@@ -170,6 +187,7 @@ def main() -> None:
     print(shards.line())
     print(f"adaptive @ {target:.0f} dB on the photos: mean {summary['adaptive']['mean_tokens']:.1f} tokens, "
           f"K histogram {summary['adaptive']['k_histogram']}, unreachable {summary['adaptive']['unreachable']}")
+    print(losses_line(out / "export"))
     print("\ntargets:")
     for name, (value, met) in checks.items():
         print(f"  [{'ok' if met else 'MISSED'}] {name}: {value:.2f}")
