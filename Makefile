@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,eval
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-video test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: install
 	$(PY) scripts/demo.py
+
+demo-video: install
+	$(PY) scripts/demo_video.py
 
 test: install
 	$(PY) -m pytest -q tests

@@ -19,20 +19,30 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
         "--trainer.max_steps=1", "--trainer.precision=32-true", f"--trainer.default_root_dir={root}",
         f"--trainer.logger.init_args.save_dir={root}", "--trainer.val_check_interval=1",
         "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--trainer.max_time=null",
-        "--data.batch_size=2", "--data.val_batch_size=2", "--data.val_length=2", "--data.num_workers=0",
+        "--data.batch_size=2", "--data.val_batch_size=2", "--data.num_workers=0",
     ]
     doc = yaml.safe_load(config.read_text())
+    data = doc["data"].get("init_args", doc["data"])
+    video = str(doc["data"].get("class_path", "")).endswith("VideoDataModule")
+    if video:  # clips of the embedded sample-clips; 5 frames keep the 256 px joint config's step small
+        args += ["--data.image_batch_size=2"] if data.get("images") else []
+        args += ["--data.frames=5"] if data.get("frames", 17) > 5 else []
+    else:
+        args.append("--data.val_length=2")
     if doc["model"]["tokenizer"]["init_args"]["decoder"]["class_path"].endswith("FlowDecoder"):
         # validation decodes every pow2 prefix twice (metrics, grid): 2 Euler steps instead of 25
         args.append("--model.tokenizer.init_args.decoder.init_args.sampler.init_args.steps=2")
     prefix = "--model.tokenizer.init_args"
     if doc["model"]["tokenizer"]["init_args"]["encoder"]["class_path"].endswith("OmniEncoder"):
         # space-time blocks: one spatial (window) and one temporal block each side, 64 px (an 8 x 8 grid)
-        args += ["--data.image_size=64", f"{prefix}.encoder.init_args.image_size=64"]
+        size = "video_size" if video else "image_size"
+        if data.get(size, 0) > 64:
+            args += [f"--data.{size}=64", f"{prefix}.encoder.init_args.image_size=64"]
+            args += ["--data.image_size=64"] if video and data.get("images") else []
         for part in ("encoder", "decoder"):
             args += [f"{prefix}.{part}.init_args.spatial_blocks=[window]",
                      f"{prefix}.{part}.init_args.temporal_depth=1"]
-    elif doc["data"]["image_size"] > 64:  # big variants: same widths and shapes, one layer each side
+    elif data.get("image_size", 0) > 64:  # big variants: same widths and shapes, one layer each side
         args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
     return args
 

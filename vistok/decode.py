@@ -9,6 +9,11 @@ against the model's codebook); a .npy holds one sequence (K,) or a batch (B, K) 
 becomes `<key>.png` (a .npy's samples are `<stem>` or `<stem>_<row>`); `--num-tokens K` decodes the first K
 tokens of each sequence (a shorter sequence is decoded whole). The output directory must be new or empty
 unless `--overwrite`, so no earlier PNG is replaced silently.
+
+Video models (`vistok.data.model_clips`): `decode` writes `<key>.mp4` per sample (`--format png`: a folder of
+frame PNGs `<key>/000.png`, ...) at the fps the sample's json records (else `--fps`, default 8); a grid model's
+.npy holds one clip (T', h*w). `reconstruct` takes a folder of videos (and images, one-frame videos) and writes
+`<name>.mp4` (or frame folders) mirroring it, with the mean per-frame PSNR.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 from PIL import Image
 
 from vistok.data.images import tensor_to_uint8
+from vistok.data.model_clips import DEFAULT_FPS
 
 
 def _output_dir(path: str | Path, overwrite: bool) -> Path:
@@ -41,8 +47,9 @@ def save_png(image: torch.Tensor, path: Path) -> None:
     Image.fromarray(tensor_to_uint8(image)).save(path, format="PNG")
 
 
-def npy_sequences(path: str | Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """(key, 1-D int64 ids) of a .npy of shape (K,) or (B, K); never unpickles."""
+def npy_sequences(path: str | Path, frame_tokens: int | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """(key, 1-D int64 ids) of a .npy of shape (K,) or (B, K); never unpickles. With `frame_tokens` (h*w of a grid
+    video model) a 2-D array (T', h*w) is one clip, flattened time-major."""
     path = Path(path)
     try:
         arr = np.load(path, allow_pickle=False)
@@ -51,20 +58,25 @@ def npy_sequences(path: str | Path) -> Iterator[tuple[str, torch.Tensor]]:
     if arr.dtype.kind not in "iu" or arr.ndim not in (1, 2) or not arr.size:
         raise ValueError(f"{path}: expected integer token ids of shape (K,) or (B, K), got {arr.dtype} of shape "
                          f"{arr.shape}")
-    if arr.ndim == 1:
-        yield path.stem, torch.from_numpy(arr.astype(np.int64))
+    if arr.ndim == 1 or frame_tokens is not None:
+        if arr.ndim == 2 and arr.shape[1] != frame_tokens:
+            raise ValueError(f"{path}: a clip of this model is (T', {frame_tokens}) ids, got shape {arr.shape}")
+        yield path.stem, torch.from_numpy(arr.astype(np.int64).reshape(-1))
         return
     for i, row in enumerate(arr):
         yield f"{path.stem}_{i:06d}", torch.from_numpy(row.astype(np.int64))
 
 
-def token_sequences(inputs: list[str], codebook_size: int) -> Iterator[tuple[str, torch.Tensor]]:
-    """(key, ids) from .npy files or token shards (a shard directory, a manifest, urls or brace patterns)."""
+def token_sequences(inputs: list[str], codebook_size: int, frame_tokens: int | None = None,
+                    infos: dict[str, dict] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """(key, ids) from .npy files or token shards (a shard directory, a manifest, urls or brace patterns).
+    `frame_tokens`: h*w of a grid video model (its samples are (T', h*w)); `infos` collects each shard
+    sample's json by key (a video's fps)."""
     if all(str(i).endswith(".npy") for i in inputs):
         for i in inputs:
             if not Path(i).is_file():
                 raise FileNotFoundError(f"--input {i}: file not found")
-            yield from npy_sequences(i)
+            yield from npy_sequences(i, frame_tokens)
         return
     if any(str(i).endswith(".npy") for i in inputs):
         raise ValueError("--input: give either .npy files or token shards, not both")
@@ -73,7 +85,9 @@ def token_sequences(inputs: list[str], codebook_size: int) -> Iterator[tuple[str
     source: Any = inputs[0] if len(inputs) == 1 else inputs
     if len(inputs) == 1 and not Path(inputs[0]).exists() and "{" not in inputs[0] and "://" not in inputs[0]:
         raise FileNotFoundError(f"--input {inputs[0]}: no such shard directory, shard or .npy file")
-    for sample in TokenDataset(source, codebook_size=codebook_size):
+    for sample in TokenDataset(source, codebook_size=codebook_size, frame_tokens=frame_tokens):
+        if infos is not None:
+            infos[sample["key"]] = sample["info"]
         yield sample["key"], sample["tokens"]
 
 
@@ -88,11 +102,28 @@ def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def save_video(video: torch.Tensor, output: Path, name: str, fps: float, video_format: str = "mp4") -> Path:
+    """(3, T, H, W) in [-1, 1] -> `<output>/<name>.mp4` (H.264), or `<output>/<name>/000.png, ...` ("png")."""
+    from vistok.data.video_io import write_video
+
+    if video_format == "png":
+        for t in range(video.shape[1]):
+            save_png(video[:, t], output / name / f"{t:03d}.png")
+        return output / name
+    path = output / f"{name}.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from vistok.data.images import to_uint8
+
+    return write_video(path, to_uint8(video).permute(1, 2, 3, 0).cpu().numpy(), fps=fps)  # (T, H, W, 3)
+
+
 def decode_to_pngs(tok: Any, sequences: Iterator[tuple[str, torch.Tensor]], output: Path,
                    num_tokens: int | None = None, batch_size: int = 64, progress: bool = True,
+                   infos: dict[str, dict] | None = None, default_fps: float = 8.0, video_format: str = "mp4",
                    **sampling: Any) -> int:
-    """Decode (key, ids) pairs in batches, writing `<key>.png`; returns the number written. A key seen twice
-    is an error (its PNG would be overwritten)."""
+    """Decode (key, ids) pairs in batches, writing `<key>.png` (a video model: `<key>.mp4` at the fps of
+    `infos[key]`, else `default_fps`, or frame PNGs with `video_format="png"`); returns the number written. A
+    key seen twice is an error (its file would be overwritten)."""
     from tqdm import tqdm
 
     seen: set[str] = set()
@@ -108,18 +139,25 @@ def decode_to_pngs(tok: Any, sequences: Iterator[tuple[str, torch.Tensor]], outp
             for key, ids in zip(keys, seqs):  # name the sample (shards are checked by TokenDataset already)
                 try:
                     tok.quantizer.check_indices(ids)
+                    if tok.input_spec.is_video:
+                        tok._batch_ids([ids])  # a grid clip must be whole latent frames
                 except ValueError as e:
                     raise ValueError(f"sample {key}: {e}") from None
-            images = tok.decode(seqs, **sampling).cpu()  # (B, 3, H, W)
-            for key, image in zip(keys, images):
-                save_png(image, output / f"{key}.png")
+            if tok.input_spec.is_video:  # clip lengths differ: one clip at a time, (3, T, H, W)
+                for key, ids in zip(keys, seqs):
+                    fps = float((infos or {}).get(key, {}).get("fps") or default_fps)
+                    save_video(tok.decode(ids[None], **sampling)[0].cpu(), output, key, fps, video_format)
+            else:
+                images = tok.decode(seqs, **sampling).cpu()  # (B, 3, H, W)
+                for key, image in zip(keys, images):
+                    save_png(image, output / f"{key}.png")
             count += len(batch)
             bar.update(len(batch))
     return count
 
 
 def _common_arguments(p: Any) -> None:
-    from vistok.cli import finite_float, positive_int
+    from vistok.cli import finite_float, positive_float, positive_int
     from vistok.devices import AUTO
     from vistok.devices import HELP as DEVICE_HELP
 
@@ -131,6 +169,11 @@ def _common_arguments(p: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --output directory")
+    p.add_argument("--format", choices=("mp4", "png"), default="mp4", dest="video_format",
+                   help="video models: an mp4 per clip, or a folder of frame PNGs per clip")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="video models: frame rate of the written mp4 (decode: default the sample's, else 8; "
+                        "reconstruct: also the rate the videos are read at, default each file's own)")
 
 
 def _model(a: Any):
@@ -160,7 +203,9 @@ def decode_main(argv: list[str]) -> None:
     if output.is_dir() and any(output.iterdir()) and not a.overwrite:  # before the model load
         _output_dir(output, a.overwrite)
     tok, sampling = _model(a)
-    sequences = token_sequences(a.input, tok.codebook_size)
+    infos: dict[str, dict] = {}
+    sequences = token_sequences(a.input, tok.codebook_size, tok.frame_tokens if tok.input_spec.is_video else None,
+                                infos)
     first = next(sequences, None)  # a bad input fails before the output directory is made
     if first is None:
         raise ValueError(f"--input {' '.join(a.input)}: no token sequences")
@@ -170,7 +215,8 @@ def decode_main(argv: list[str]) -> None:
         yield first
         yield from sequences
 
-    n = decode_to_pngs(tok, chained(), output, a.num_tokens, a.batch_size, **sampling)
+    n = decode_to_pngs(tok, chained(), output, a.num_tokens, a.batch_size, infos=infos,
+                       default_fps=a.fps or DEFAULT_FPS, video_format=a.video_format, **sampling)
     print(f"decoded {n} samples -> {output}")
 
 
@@ -184,17 +230,22 @@ def reconstruct_main(argv: list[str]) -> None:
     p = parser("vistok reconstruct", "Encode and decode a folder of images (resized and centre-cropped to the "
                "model's size, as encode does); write the reconstructions as PNGs and print the mean PSNR.")
     p.add_argument("--model", required=True, help="export directory or .ckpt")
-    p.add_argument("--input", required=True, help="image folder (recursive)")
+    p.add_argument("--input", required=True,
+                   help="image folder (recursive); a video model takes videos and images (one-frame videos)")
     p.add_argument("--output", required=True,
                    help="directory for the PNGs, mirroring the input's subfolders (new or empty unless --overwrite)")
     _common_arguments(p)
     a = p.parse_args(argv)
     root = Path(a.input)
-    files = list_images(root)  # a missing or empty folder fails before the model load
     output = Path(a.output)
     if output.is_dir() and any(output.iterdir()) and not a.overwrite:
         _output_dir(output, a.overwrite)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--input {root}: no such folder")
     tok, sampling = _model(a)
+    if tok.input_spec.is_video:
+        return _reconstruct_videos(a, tok, sampling, root, output)
+    files = list_images(root)
     output = _output_dir(output, a.overwrite)
     names = _png_names(root, files)
     psnrs: list[float] = []
@@ -221,6 +272,41 @@ def reconstruct_main(argv: list[str]) -> None:
     k = a.num_tokens or tok.max_tokens
     tail = f" ({skipped} unreadable images skipped)" if skipped else ""
     print(f"reconstructed {len(psnrs)} images at K={k} tokens -> {output}; mean PSNR {np.mean(psnrs):.2f} dB{tail}")
+
+
+def _reconstruct_videos(a: Any, tok: Any, sampling: dict[str, Any], root: Path, output: Path) -> None:
+    """`vistok reconstruct` with a video model: every video (and image) of the folder as the model's clip,
+    encoded and decoded one at a time; `<name>.mp4` (or frame PNGs) mirroring the folder; mean per-frame PSNR."""
+    from tqdm import tqdm
+
+    from vistok.data.images import IMAGE_EXTENSIONS, no_images_error, scan_images
+    from vistok.data.model_clips import load_model_clip
+    from vistok.data.video_io import VIDEO_EXTENSIONS
+    from vistok.metrics.video import per_frame_psnr_ssim
+
+    listing = scan_images(root, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+    if not listing.files:
+        raise no_images_error(listing)
+    output = _output_dir(output, a.overwrite)
+    names = _png_names(root, listing.files)
+    psnrs: list[float] = []
+    skipped = 0
+    for f in tqdm(listing.files, unit="clip", desc="reconstruct", dynamic_ncols=True):
+        try:
+            clip = load_model_clip(f, tok.input_spec, fps=a.fps)
+        except OSError as e:
+            tqdm.write(f"skipping {e}")
+            skipped += 1
+            continue
+        x = clip.video[None].to(tok.device)  # (1, 3, T, S, S)
+        recon = tok.decode(tok.encode(x, num_tokens=a.num_tokens), **sampling)
+        x = x[:, :, : recon.shape[2]]  # a grid prefix (--num-tokens) decodes its first frames only
+        psnrs.append(float(per_frame_psnr_ssim(x.cpu(), recon.cpu())[0].mean()))
+        save_video(recon[0].cpu(), output, names[f].removesuffix(".png"), a.fps or clip.fps, a.video_format)
+    if not psnrs:
+        raise ValueError(f"--input {root}: none of the {len(listing.files)} files could be read")
+    tail = f" ({skipped} unreadable files skipped)" if skipped else ""
+    print(f"reconstructed {len(psnrs)} clips -> {output}; mean per-frame PSNR {np.mean(psnrs):.2f} dB{tail}")
 
 
 def _png_names(root: Path, files: list[Path]) -> dict[Path, str]:

@@ -16,9 +16,10 @@ from vistok.data.images import tensor_to_uint8  # noqa: E402
 
 def save_image_grid(
     columns: Sequence[torch.Tensor], path: str | Path, column_labels: Sequence[str], title: str | None = None,
-    cell: float = 1.1,
+    cell: float = 1.1, row_labels: Sequence[str] | None = None,
 ) -> Path:
-    """Write a grid: column j shows `columns[j]` (B, 3, H, W) in [-1, 1], one image per row."""
+    """Write a grid: column j shows `columns[j]` (B, 3, H, W) in [-1, 1], one image per row (`row_labels`
+    written left of the first column)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows, cols = columns[0].shape[0], len(columns)
@@ -32,6 +33,8 @@ def save_image_grid(
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(label, fontsize=8)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(pad=0.2, rect=(0, 0, 1, 0.97 if title else 1))

@@ -79,6 +79,8 @@ class EncodeAPI(_TokenizerAPI):
         from vistok.data.images import pil_to_tensor  # the one uint8 -> [-1, 1] conversion
 
         s = self.facts.image_size
+        if self.facts.video:
+            return self._encode_videos(jobs)
         images = torch.stack([pil_to_tensor(np.frombuffer(base64.b64decode(j.pixels), dtype=np.uint8).reshape(s, s, 3))
                               for j in jobs]).to(self.tok.device)  # (B, 3, S, S)
         out: list[dict[str, Any] | None] = [None] * len(jobs)
@@ -99,6 +101,24 @@ class EncodeAPI(_TokenizerAPI):
         for o, j in zip(out, jobs):
             o["source"] = j.source
         return [(o, len(jobs)) for o in out]
+
+    def _encode_videos(self, jobs: list[EncodeJob]) -> list[tuple[dict[str, Any], int]]:
+        """A video model: each clip encoded on its own (clip lengths differ); tokens flat, time-major, with their
+        grid ((T', h, w) for a grid model, (K,) for a 1D one)."""
+        import numpy as np
+        import torch
+
+        from vistok.data.images import pil_to_tensor
+
+        s, out = self.facts.image_size, []
+        for j in jobs:
+            frames = np.frombuffer(base64.b64decode(j.pixels), dtype=np.uint8).reshape(j.frames, s, s, 3)
+            clip = torch.stack([pil_to_tensor(f) for f in frames], dim=1)[None].to(self.tok.device)  # (1,3,T,S,S)
+            ids = self.tok.encode(clip, num_tokens=j.num_tokens)[0].cpu()
+            grid = ([ids.numel() // self.facts.frame_tokens, *self.facts.token_grid[1:]]
+                    if self.facts.frame_tokens else [ids.numel()])
+            out.append(({"tokens": ids.tolist(), "token_grid": grid, "source": j.source}, len(jobs)))
+        return out
 
     def encode_response(self, output: tuple[dict[str, Any], int]) -> Response:
         out, batch = output
@@ -122,6 +142,8 @@ class DecodeAPI(_TokenizerAPI):
 
         from vistok.data.images import tensor_to_uint8
 
+        if self.facts.video:
+            return [(self._decode_video(j), j, len(jobs)) for j in jobs]
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, j in enumerate(jobs):
             groups[(j.steps, j.guidance_scale, j.seed)].append(i)
@@ -135,9 +157,35 @@ class DecodeAPI(_TokenizerAPI):
                 out[i] = (buf.getvalue(), jobs[i], len(jobs))
         return out
 
+    def _decode_video(self, job: DecodeJob) -> bytes:
+        """One clip's tokens -> an H.264 mp4 (at `job.fps`), or a PNG of its frames side by side ("png")."""
+        import tempfile
+        from pathlib import Path
+
+        import torch
+        from PIL import Image
+
+        from vistok.data.images import to_uint8
+        from vistok.data.video_io import write_video
+
+        ids = torch.tensor(job.tokens, dtype=torch.long)[None]
+        video = to_uint8(self.tok.decode(ids)[0]).permute(1, 2, 3, 0).cpu().numpy()  # (T, H, W, 3)
+        if job.format == "png":  # the frames in a row
+            buf = io.BytesIO()
+            Image.fromarray(video.transpose(1, 0, 2, 3).reshape(video.shape[1], -1, 3)).save(buf, format="PNG")
+            return buf.getvalue()
+        with tempfile.TemporaryDirectory() as d:
+            return write_video(Path(d) / "clip.mp4", video, fps=job.fps).read_bytes()
+
     def encode_response(self, output: tuple[bytes, DecodeJob, int]) -> Response:
         png, job, batch = output
         headers = {BATCH_HEADER: str(batch), "X-Num-Tokens": str(len(job.tokens))}
+        if self.facts.video:
+            media = "image/png" if job.format == "png" else "video/mp4"
+            if job.format == "base64":
+                return JSONResponse({"video": base64.b64encode(png).decode(), "media_type": media,
+                                     "num_tokens": len(job.tokens), "fps": job.fps}, headers=headers)
+            return Response(content=png, media_type=media, headers=headers)
         if job.format == "base64":
             body = {"image": base64.b64encode(png).decode(), "media_type": "image/png",
                     "num_tokens": len(job.tokens), "steps": job.steps, "guidance_scale": job.guidance_scale,

@@ -1,8 +1,8 @@
 """What the server needs to know about a model, read from the tokenizer in one place.
 
-`model_facts` is the only function of `vistok.serve` that reads the tokenizer's shape. It uses
-`tok.image_size`, `tok.max_tokens` and `tok.codebook_size` today; when the model input spec lands
-(`tok.input_spec`), this is the one place to switch.
+`model_facts` is the only function of `vistok.serve` that reads the tokenizer's shape: its input spec (square
+side, channels, frames rule: "1" for an image model, e.g. "1+4k" or "17" for a video model), `max_tokens`,
+`codebook_size`, and for a space-time grid video model the tokens per latent frame.
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ class ModelFacts:
     special_tokens: dict[str, int] = field(default_factory=dict)  # bos/eos/pad/mask ids after the codebook
     vocab_size: int = 0  # codebook + special tokens (as tokens.json)
     order: str = "fixed-length"
+    frames: str = "1"  # the input spec's frames rule: "1" for images; a video model takes video files
+    frame_tokens: int | None = None  # h * w of a space-time grid video model (its ids are whole latent frames)
+    token_grid: tuple[int, ...] = ()  # tokens.json's token_grid: (T', h, w) of the clip length built for, or (N,)
+
+    @property
+    def video(self) -> bool:
+        return self.frames != "1"
 
     @property
     def bits_per_token(self) -> int:
@@ -36,19 +43,22 @@ class ModelFacts:
         """The model half of GET /v1/info."""
         d = asdict(self)
         d["input"] = {"channels": self.channels, "height": self.image_size, "width": self.image_size,
-                      "frames": 1, "resize": "shorter side to height (bicubic), centre crop"}
+                      "frames": 1 if not self.video else self.frames,
+                      "resize": "shorter side to height (bicubic), centre crop"}
+        d["video"] = self.video
+        d["token_grid"] = list(self.token_grid)
         d["bits_per_token"] = self.bits_per_token
         return d
 
 
 def model_facts(tok: Any) -> ModelFacts:
-    """The facts of a loaded `Tokenizer` (switch to `tok.input_spec` here when it lands)."""
+    """The facts of a loaded `Tokenizer`."""
     from vistok.hub import token_spec
 
     spec = token_spec(tok)
     generative = hasattr(tok.decoder, "training_loss")
     return ModelFacts(
-        image_size=int(tok.image_size),
+        image_size=int(tok.input_spec.side),
         channels=int(getattr(tok.encoder, "in_channels", 3)),
         max_tokens=int(tok.max_tokens),
         codebook_size=int(tok.codebook_size),
@@ -57,4 +67,7 @@ def model_facts(tok: Any) -> ModelFacts:
         special_tokens=dict(spec["special_tokens"]),
         vocab_size=int(spec["vocab_size"]),
         order=str(spec["order"]),
+        frames=tok.input_spec.frames,
+        frame_tokens=tok.frame_tokens,
+        token_grid=tuple(spec["token_grid"]),
     )

@@ -15,6 +15,7 @@ class Limits:
     max_steps: int = 250  # sampler steps of a generative decoder (each costs a network pass per image)
     body_timeout_s: float = 30.0  # time to receive a request body (a client that stalls gets 408)
     max_guidance: float = 100.0  # |guidance_scale|
+    max_frames: int = 129  # video models: frames read from an uploaded video (a longer one: its first frames)
 
     def info(self) -> dict[str, Any]:
         return asdict(self)

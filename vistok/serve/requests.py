@@ -5,7 +5,9 @@ gate (`gate.py`) calls them in the API server process, so an inference worker on
 fail: litserve fails *every* request of a batch when one of them raises inside it.
 
 Encode job (JSON): {"pixels": base64 of uint8 (S, S, 3), "num_tokens": K | null, "target_psnr": dB | null,
-"source": {"width", "height", "mode", "resized", "cropped"}}. Decode job: {"tokens": [ids], "steps",
+"source": {"width", "height", "mode", "resized", "cropped"}}. For a video model the upload (field `video`, or
+`image`) is a video file (or an image: a one-frame video) decoded here, and the job's pixels are (T, S, S, 3) with
+`frames` = T, already the clip the model takes (`vistok.data.model_clips`). Decode job: {"tokens": [ids], "steps",
 "guidance_scale", "seed", "format": "png" | "base64"}.
 """
 
@@ -29,7 +31,8 @@ MAX_SEED = 2**63 - 1
 
 
 class EncodeJob(BaseModel):
-    pixels: str  # base64 of uint8 (S, S, 3), row-major
+    pixels: str  # base64 of uint8 (S, S, 3), row-major; a video model's clip: (T, S, S, 3)
+    frames: int = 1
     num_tokens: int | None = None
     target_psnr: float | None = None
     source: dict[str, Any] = {}
@@ -40,7 +43,8 @@ class DecodeJob(BaseModel):
     steps: int | None = None
     guidance_scale: float | None = None
     seed: int | None = None
-    format: str = "png"
+    format: str = "png"  # a video model: "mp4" (default), "base64" (of the mp4) or "png" (frames in a row)
+    fps: float = 8.0  # a video model's mp4 frame rate
 
 
 # --- field parsers: JSON values (typed) or text (query string, multipart form) --------------------------------
@@ -106,14 +110,30 @@ def decode_base64(value: Any, name: str = "image") -> bytes:
 
 # --- encode ---------------------------------------------------------------------------------------------------
 
-ENCODE_FIELDS = {"image", "num_tokens", "target_psnr"}
+ENCODE_FIELDS = {"image", "video", "num_tokens", "target_psnr"}
+
+
+def _upload_field(data: dict[str, Any], facts: ModelFacts, form: bool = False) -> str:
+    """The field holding the upload: `image`, or for a video model `video` (or `image`); exactly one."""
+    given = [f for f in ("image", "video") if f in data]
+    if not facts.video and "video" in data:
+        raise RequestError(400, "this model tokenizes images: send the file as 'image'", "video")
+    if len(given) > 1:
+        raise RequestError(400, "give either 'video' or 'image', not both", "video")
+    if not given:
+        if facts.video:
+            raise RequestError(400, f"missing {'form ' if form else ''}field 'video' (a video file, or an image)",
+                               "video")
+        raise RequestError(400, "missing form field 'image' (the image file)" if form
+                           else "missing field 'image' (base64 of an image file)", "image")
+    return given[0]
 
 
 def _merge(body: dict[str, Any], query: dict[str, str]) -> dict[str, tuple[Any, bool]]:
     """Fields from the body and the query string, each as (value, is_text); a field given twice is refused."""
     out = {k: (v, False) for k, v in body.items()}
     for k, v in query.items():
-        if k not in ENCODE_FIELDS - {"image"}:
+        if k not in ENCODE_FIELDS - {"image", "video"}:
             raise RequestError(400, f"unknown query parameter {k!r}; expected num_tokens or target_psnr", k)
         if k in out:
             raise RequestError(400, f"{k} is given twice (query string and body)", k)
@@ -125,11 +145,10 @@ def encode_from_json(body: bytes, query: dict[str, str], facts: ModelFacts, limi
     """JSON {"image": base64, "num_tokens": K} or {"image": ..., "target_psnr": dB}."""
     data = parse_json(body)
     _unknown(data, ENCODE_FIELDS)
-    if "image" not in data:
-        raise RequestError(400, "missing field 'image' (base64 of an image file)", "image")
+    name = _upload_field(data, facts)
     fields = _merge(data, query)
-    image = decode_base64(fields.pop("image")[0])
-    return _encode(image, fields, facts, limits)
+    image = decode_base64(fields.pop(name)[0], name)
+    return _encode(image, fields, facts, limits, name)
 
 
 def encode_from_form(form: dict[str, Any], query: dict[str, str], facts: ModelFacts,
@@ -137,22 +156,75 @@ def encode_from_form(form: dict[str, Any], query: dict[str, str], facts: ModelFa
     """multipart/form-data with a file field `image` (and optional text fields num_tokens / target_psnr).
     `form` maps names to text or to bytes (a file's content)."""
     _unknown(form, ENCODE_FIELDS)
-    if "image" not in form:
-        raise RequestError(400, "missing form field 'image' (the image file)", "image")
-    image = form["image"]
+    name = _upload_field(form, facts, form=True)
+    image = form[name]
     if isinstance(image, str):
-        raise RequestError(400, "form field 'image' must be a file upload (curl -F image=@photo.jpg)", "image")
-    fields = _merge({k: v for k, v in form.items() if k != "image"}, query)
+        raise RequestError(400, f"form field '{name}' must be a file upload (curl -F {name}=@"
+                                f"{'clip.mp4' if name == 'video' else 'photo.jpg'})", name)
+    fields = _merge({k: v for k, v in form.items() if k != name}, query)
     fields = {k: (v, True) for k, (v, _) in fields.items()}  # every form field is text
     if not image:
-        raise RequestError(400, "image: the uploaded file is empty", "image")
-    return _encode(image, fields, facts, limits)
+        raise RequestError(400, f"{name}: the uploaded file is empty", name)
+    return _encode(image, fields, facts, limits, name)
 
 
-def _encode(image: bytes, fields: dict[str, tuple[Any, bool]], facts: ModelFacts, limits: Limits) -> dict[str, Any]:
+def _encode(image: bytes, fields: dict[str, tuple[Any, bool]], facts: ModelFacts, limits: Limits,
+            name: str = "image") -> dict[str, Any]:
     num_tokens, nt_text = fields.get("num_tokens", (None, False))
     target_psnr, tp_text = fields.get("target_psnr", (None, False))
+    if facts.video:
+        return video_encode_job(image, num_tokens, target_psnr, facts, limits, nt_text, name)
     return encode_job(image, num_tokens, target_psnr, facts, limits, nt_text, tp_text)
+
+
+def video_encode_job(data: bytes, num_tokens: Any, target_psnr: Any, facts: ModelFacts, limits: Limits,
+                     num_tokens_text: bool = False, name: str = "video") -> dict[str, Any]:
+    """A video model's encode job: the upload decoded (at its own frame rate, at most `limits.max_frames`
+    frames, each frame's pixel count checked from the stream header first) into the clip the model takes."""
+    from vistok.data.images import to_uint8
+    from vistok.data.model_clips import load_model_clip
+    from vistok.data.video_io import VideoError, probe_video
+    from vistok.input_spec import InputSpec
+
+    if target_psnr is not None:
+        raise RequestError(400, "target_psnr is for image models; a video model encodes whole clips", "target_psnr")
+    spec = InputSpec(facts.channels, facts.image_size, facts.image_size, facts.frames)
+    try:
+        info = probe_video(data, name, max_pixels=None)
+        if info.width * info.height > limits.max_pixels:
+            raise RequestError(413, f"{name}: {info.width}x{info.height} frames, more than the limit of "
+                                    f"{limits.max_pixels / 1e6:g} megapixels per frame", name)
+    except VideoError:
+        pass  # not a video container: perhaps an image (a one-frame video), tried next
+    try:
+        clip = load_model_clip(data, spec, max_frames=limits.max_frames, name=name, max_pixels=limits.max_pixels)
+    except OSError as e:
+        raise RequestError(415, f"{name}: not a readable video or image file ({e})", name) from None
+    t = clip.frames
+    k = None
+    if num_tokens is not None:
+        k = _int_field(num_tokens, "num_tokens", num_tokens_text)
+        if facts.frame_tokens is not None:
+            total = _grid_tokens(spec, t, facts)
+            if k < 1 or k % facts.frame_tokens or k > total:
+                raise RequestError(400, f"num_tokens must be whole latent frames: a multiple of {facts.frame_tokens} "
+                                        f"up to {total} for this {t}-frame clip, got {k}", "num_tokens")
+        elif not 1 <= k <= facts.max_tokens:
+            raise RequestError(400, f"num_tokens must be in 1..{facts.max_tokens}, got {k}", "num_tokens")
+    pixels = to_uint8(clip.video).permute(1, 2, 3, 0).numpy()  # (T, S, S, 3): exact, the clip came from uint8
+    source = {"width": clip.size[0], "height": clip.size[1], "kind": clip.kind, "frames": t, "fps": clip.fps,
+              "source_frames": clip.source_frames, "resized": min(clip.size) != facts.image_size,
+              "cropped": clip.size[0] != clip.size[1], "size": [facts.image_size, facts.image_size]}
+    return {"pixels": base64.b64encode(pixels.tobytes()).decode(), "frames": t, "num_tokens": k,
+            "target_psnr": None, "source": source}
+
+
+def _grid_tokens(spec: Any, frames: int, facts: ModelFacts) -> int:
+    """Tokens of a grid model's clip of `frames` frames: latent frames (1 + (T - 1) / temporal patch) x h*w."""
+    start_step = spec.frames.split("+")
+    step = int(start_step[1].rstrip("k")) if len(start_step) > 1 else 0
+    latent = 1 + (frames - 1) // step if step else facts.token_grid[0]
+    return latent * facts.frame_tokens
 
 
 # --- encode job -----------------------------------------------------------------------------------------------
@@ -216,10 +288,43 @@ def image_pixels(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, d
 # --- decode ---------------------------------------------------------------------------------------------------
 
 DECODE_FIELDS = {"tokens", "steps", "guidance_scale", "seed", "format"}
+VIDEO_DECODE_FIELDS = {"tokens", "format", "fps"}
+
+
+def video_decode_job(data: dict[str, Any], facts: ModelFacts, limits: Limits, want_json: bool) -> dict[str, Any]:
+    """A video model's decode request: {"tokens": [ids] (whole latent frames of a grid model; 1..N of a 1D
+    one), "format": "mp4" | "base64" | "png", "fps"}."""
+    from vistok.input_spec import InputSpec
+
+    _unknown(data, VIDEO_DECODE_FIELDS)
+    tokens = data.get("tokens")
+    if not isinstance(tokens, list) or not tokens:
+        raise RequestError(400, "tokens must be a non-empty list of token ids", "tokens")
+    if facts.frame_tokens is not None:
+        spec = InputSpec(facts.channels, facts.image_size, facts.image_size, facts.frames)
+        most = _grid_tokens(spec, max(spec.frame_counts(limits.max_frames) or [1]), facts)
+        if len(tokens) % facts.frame_tokens or len(tokens) > most:
+            raise RequestError(400, f"tokens: a clip is whole latent frames of {facts.frame_tokens} ids (up to {most}),"
+                                    f" got {len(tokens)}", "tokens")
+    elif len(tokens) > facts.max_tokens:
+        raise RequestError(400, f"tokens: this model decodes 1..{facts.max_tokens} tokens, got {len(tokens)}", "tokens")
+    for i, t in enumerate(tokens):
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < facts.codebook_size:
+            raise RequestError(400, f"tokens[{i}] = {t!r} is not an id of the codebook 0..{facts.codebook_size - 1}",
+                               "tokens")
+    fmt = data.get("format", "base64" if want_json else "mp4")
+    if fmt not in ("mp4", "base64", "png"):
+        raise RequestError(400, f"format must be 'mp4', 'base64' or 'png', got {fmt!r}", "format")
+    fps = 8.0 if data.get("fps") is None else _float_field(data["fps"], "fps", False)
+    if not 0 < fps <= 240:
+        raise RequestError(400, f"fps must be in (0, 240], got {fps:g}", "fps")
+    return {"tokens": tokens, "format": fmt, "fps": fps}
 
 
 def decode_job(data: dict[str, Any], facts: ModelFacts, limits: Limits, want_json: bool = False) -> dict[str, Any]:
     """Validate a decode request (a JSON object); returns the canonical decode job (a dict for `DecodeJob`)."""
+    if facts.video:
+        return video_decode_job(data, facts, limits, want_json)
     _unknown(data, DECODE_FIELDS)
     if "tokens" not in data:
         raise RequestError(400, "missing field 'tokens' (a list of token ids)", "tokens")

@@ -5,8 +5,12 @@
     loader = DataLoader(ds, batch_size=32, collate_fn=ds.collate, num_workers=2)
     for batch in loader: batch["tokens"] (B, L) int64, batch["mask"] (B, L) bool, batch["length"], batch["label"]
 
-Samples are {"key", "tokens": (K,) int64, "length": K, "label": int (-1 when the input had none)}. Shards are
-split by rank and by DataLoader worker, so under DDP each rank reads its own shards.
+Samples are {"key", "tokens": (K,) int64, "length": K, "label": int (-1 when the input had none), "shape",
+"info" (the sample's json)}. Video shards of a grid model (OmniTokenizer style) hold tokens.npy of shape (T', h*w):
+`tokens` is that flattened time-major (the order the model reads), `shape` is (T', h*w), and a sample of another
+width (or a 2-D sample for a 1D model) is refused naming the shard and key; the json also records frames, fps,
+size, source and token_grid. Shards are split by rank and by DataLoader worker, so under DDP each rank reads its
+own shards.
 
 Nothing is read silently wrong: a shard that a manifest lists (given directly, or found beside the urls) is
 checked against its sha256 and sample count before and after its samples are used, and every sample's ids
@@ -23,6 +27,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +70,7 @@ class TokenDataset(IterableDataset):
 
     def __init__(self, urls: str | Path | list[str], shuffle: int = 0, shard_shuffle: bool = False,
                  pad_id: int | None = None, seed: int = 0, on_error: str = "raise",
-                 codebook_size: int | None = None) -> None:
+                 codebook_size: int | None = None, frame_tokens: int | None = None) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.spec: dict[str, Any] | None = None
@@ -74,6 +79,8 @@ class TokenDataset(IterableDataset):
         if codebook_size is None and self.spec:
             codebook_size = int(self.spec["codebook_size"])
         self.codebook_size = codebook_size
+        grid = (self.spec or {}).get("token_grid") or []
+        self.frame_tokens = math.prod(grid[1:]) if len(grid) == 3 else frame_tokens
         self.shuffle, self.shard_shuffle, self.seed, self.on_error = shuffle, shard_shuffle, seed, on_error
         if pad_id is None:
             pad_id = self.spec["special_tokens"]["pad"] if self.spec else 0
@@ -167,7 +174,7 @@ class TokenDataset(IterableDataset):
                     continue
                 keys.add(key)
                 try:
-                    yield decode_sample(sample, url, self.codebook_size)
+                    yield decode_sample(sample, url, self.codebook_size, self.frame_tokens)
                 except ValueError as e:
                     self._problem(str(e))
         except ShardError:
@@ -181,9 +188,12 @@ class TokenDataset(IterableDataset):
             self._problem(f"shard {url}: holds {count} samples, the manifest lists {entry['samples']}")
 
 
-def decode_sample(sample: dict[str, Any], url: str, codebook_size: int | None = None) -> dict[str, Any]:
-    """A raw shard sample -> {"key", "tokens", "length", "label"}; a ValueError names the shard, the key and
-    what is wrong (missing or undecodable tokens.npy, ids outside the codebook, bad json)."""
+def decode_sample(sample: dict[str, Any], url: str, codebook_size: int | None = None,
+                  frame_tokens: int | None = None) -> dict[str, Any]:
+    """A raw shard sample -> {"key", "tokens", "length", "label", "shape", "info"}; a ValueError names the
+    shard, the key and what is wrong (missing or undecodable tokens.npy, ids outside the codebook, a shape that
+    is not the model's, bad json). `frame_tokens`: h*w of a grid video model, whose samples are (T', h*w)
+    (returned flattened, time-major, with `shape` (T', h*w)); 1D samples have `shape` (K,). `info`: the json."""
     key = sample["__key__"]
     where = f"shard {url}, sample {key}"
     if "tokens.npy" not in sample:
@@ -192,9 +202,14 @@ def decode_sample(sample: dict[str, Any], url: str, codebook_size: int | None = 
         arr = np.load(io.BytesIO(sample["tokens.npy"]), allow_pickle=False)
     except Exception as e:  # numpy: ValueError for pickled (object) data, others for garbage
         raise ValueError(f"{where}: tokens.npy is not a plain numpy array ({type(e).__name__}: {e})") from None
-    if arr.dtype.kind not in "iu" or arr.ndim != 1 or not arr.size:
-        raise ValueError(f"{where}: tokens.npy holds {arr.dtype} of shape {arr.shape}, expected 1-D integer ids")
-    ids = torch.from_numpy(arr.astype(np.int64))
+    if arr.dtype.kind not in "iu" or arr.ndim not in (1, 2) or not arr.size:
+        raise ValueError(f"{where}: tokens.npy holds {arr.dtype} of shape {arr.shape}, expected integer ids of "
+                         "shape (K,), or (T', h*w) for a grid video model")
+    if arr.ndim == 2 and (frame_tokens is None or arr.shape[1] != frame_tokens):
+        expected = f"(T', {frame_tokens}) of a grid video model" if frame_tokens else "(K,): the model gives 1D tokens"
+        raise ValueError(f"{where}: tokens.npy has shape {arr.shape}, expected {expected}")
+    grid = tuple(int(n) for n in arr.shape)
+    ids = torch.from_numpy(arr.astype(np.int64).reshape(-1))  # a grid clip: time-major, as the model reads it
     if codebook_size is not None:
         outside = (ids < 0) | (ids >= codebook_size)
         if bool(outside.any()):
@@ -210,9 +225,11 @@ def decode_sample(sample: dict[str, Any], url: str, codebook_size: int | None = 
             raise ValueError(f"{where}: json is not an object")
         if "K" in info and info["K"] != ids.numel():
             raise ValueError(f"{where}: json says K={info['K']}, tokens.npy holds {ids.numel()} ids")
+        if "token_grid" in info and math.prod(info["token_grid"]) != ids.numel():
+            raise ValueError(f"{where}: json says token_grid {info['token_grid']}, tokens.npy holds {ids.numel()} ids")
     label = info.get("label")
     try:
         label = -1 if label is None else int(label)
     except (TypeError, ValueError):
         raise ValueError(f"{where}: label {label!r} is not an integer") from None
-    return {"key": key, "tokens": ids, "length": int(ids.numel()), "label": label}
+    return {"key": key, "tokens": ids, "length": int(ids.numel()), "label": label, "shape": grid, "info": info}

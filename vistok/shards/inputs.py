@@ -43,7 +43,10 @@ from vistok.data.images import (
     pil_to_tensor,
     scan_images,
 )
-from vistok.data.webdataset_sample import decode_sample
+from vistok.data.model_clips import ModelClip, clip_record, load_model_clip
+from vistok.data.videos import WDS_VIDEO_KEYS
+from vistok.data.webdataset_sample import WDS_IMAGE_KEYS, decode_sample, sample_label
+from vistok.input_spec import InputSpec
 
 KEY_SCHEME = "task_index_name/1"  # recorded in the job: a rerun never mixes two key schemes
 
@@ -108,8 +111,10 @@ def folder_labels(root: Path, files: list[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(sorted({Path(f).parts[0] for f in files}))}
 
 
-def plan_inputs(inputs: list[str] | str, shard_size: int, labels_from_folders: bool = False) -> InputPlan:
-    """List the inputs and cut them into tasks; raises FileNotFoundError naming a missing folder/shard."""
+def plan_inputs(inputs: list[str] | str, shard_size: int, labels_from_folders: bool = False,
+                extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> InputPlan:
+    """List the inputs and cut them into tasks; raises FileNotFoundError naming a missing folder/shard.
+    `extensions`: the files a folder input lists (a video model's job lists videos and images)."""
     inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(i) for i in inputs]
     if shard_size < 1:
         raise ValueError(f"shard size must be >= 1, got {shard_size}")
@@ -117,7 +122,7 @@ def plan_inputs(inputs: list[str] | str, shard_size: int, labels_from_folders: b
         raise ValueError("no input given")
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
         root = Path(inputs[0])
-        listing = scan_images(root)
+        listing = scan_images(root, extensions)
         if not listing.files:
             raise no_images_error(listing)
         files = [str(p.relative_to(root)) for p in listing.files]
@@ -186,20 +191,42 @@ def tar_samples(fileobj: Any) -> Iterator[dict[str, Any]]:
         yield current
 
 
+@dataclass(frozen=True)
+class VideoSettings:
+    """How a video model's job reads its inputs (`vistok.data.model_clips`): the model's input spec, the frame
+    rate (None: each file's own) and the most frames read from one file."""
+
+    spec: InputSpec
+    fps: float | None = None
+    max_frames: int | None = None
+
+    def clip(self, source: Any, name: str, max_pixels: int | None) -> ModelClip | str:
+        """The clip of a file path or member bytes, or the reason it cannot be read."""
+        try:
+            return load_model_clip(source, self.spec, self.fps, self.max_frames, name, max_pixels)
+        except OSError as e:
+            return str(e)
+
+
 class InputStream(IterableDataset):
     """Chunks {"images": (n, 3, S, S) | None, "meta": [n dicts], "skipped": [...], "ends": [...]}.
 
+    With `video` (a video model's job) every chunk holds one clip, "images" (1, 3, T, S, S), and its meta a
+    "clip" record (frames, fps, ...: `vistok.data.model_clips.clip_record`).
     meta: {"task", "key", "source", "size": [W, H] before cropping, "label"?, "class"?, "view"?}; skipped:
     {"task", "source", "reason"}; ends: {"task"} once every input of that task is in this or an earlier chunk.
     Each worker takes every num_workers-th task, so a task's records stay in order within one worker's stream.
     """
 
     def __init__(self, plan: InputPlan, tasks: list[int], image_size: int, batch_size: int,
-                 max_pixels: int | None = MAX_PIXELS, augment: str = "none") -> None:
+                 max_pixels: int | None = MAX_PIXELS, augment: str = "none",
+                 video: VideoSettings | None = None) -> None:
         if augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+        if video is not None and augment != "none":
+            raise ValueError("--augment is for image models; a video model's inputs are encoded as they are")
         self.plan, self.tasks, self.image_size, self.batch_size = plan, tasks, image_size, batch_size
-        self.max_pixels, self.augment = max_pixels, augment
+        self.max_pixels, self.augment, self.video = max_pixels, augment, video
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -210,6 +237,16 @@ class InputStream(IterableDataset):
             for img, record in self._task_records(self.plan.tasks[t]):
                 if img is None:
                     chunk["skipped"].append(record)
+                    continue
+                if self.video is not None:  # clips differ in length: one clip per chunk, (1, 3, T, S, S)
+                    clip = self.video.clip(img, record["source"], self.max_pixels)
+                    if isinstance(clip, str):
+                        chunk["skipped"].append({"task": record["task"], "source": record["source"], "reason": clip})
+                        continue
+                    chunk["images"] = clip.video[None]
+                    chunk["meta"].append({**record, "size": clip.size, "clip": clip_record(clip, None)})
+                    yield chunk
+                    chunk = self._empty()
                     continue
                 for view, image in self._views(img):
                     meta = record if view is None else {**record, "key": f"{record['key']}_{view}", "view": view}
@@ -234,11 +271,13 @@ class InputStream(IterableDataset):
                 yield None, {"task": task.index, "source": rel, "reason": reason}
             for rel, key in task.items:
                 try:
-                    img = load_rgb(Path(self.plan.root) / rel, self.max_pixels)
+                    img = (Path(self.plan.root) / rel if self.video is not None
+                           else load_rgb(Path(self.plan.root) / rel, self.max_pixels))
                 except OSError as e:
                     yield None, {"task": task.index, "source": rel, "reason": str(e)}
                     continue
-                record = {"task": task.index, "key": key, "source": rel, "size": list(img.size)}
+                record = {"task": task.index, "key": key, "source": rel,
+                          "size": list(img.size) if self.video is None else None}
                 label = self.plan.label(rel)
                 if label is not None:
                     record["class"], record["label"] = label
@@ -256,6 +295,15 @@ class InputStream(IterableDataset):
                     sample: dict[str, Any]) -> tuple[Image.Image | None, dict[str, Any]]:
         key = sample["__key__"]
         source = f"{url}#{key}"
+        if self.video is not None:  # the clip is decoded from the member's bytes in __iter__
+            data = next((sample[k] for k in WDS_VIDEO_KEYS + WDS_IMAGE_KEYS if k in sample), None)
+            if data is None:
+                return None, {"task": t, "source": source, "reason": f"no video or image member in sample {key}"}
+            record = {"task": t, "key": sample_key(t, j, key), "source": source, "size": None}
+            label = sample_label(sample)
+            if label is not None:
+                record["label"] = label
+            return data, record
         try:
             img, label = decode_sample(sample, self.max_pixels)
         except ValueError as e:

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from vistok.data.images import AUGMENTS, MAX_PIXELS
+from vistok.data.images import AUGMENTS, IMAGE_EXTENSIONS, MAX_PIXELS
 from vistok.devices import resolve_device
 from vistok.shards.inputs import InputPlan, InputStream, plan_inputs
 from vistok.shards.manifest import Manifest, sha256_file, write_json_atomic
@@ -115,6 +115,7 @@ class _TaskWriter:
         for field in ("label", "class", "view"):
             if field in meta:
                 info[field] = meta[field]
+        info.update(meta.get("clip", {}))  # a video: frames, fps, kind, token_grid
         self._tar.write({"__key__": key, "tokens.npy": buf.getvalue(), "json": json.dumps(info).encode()})
         self._count += 1
         self._tokens += int(ids.numel())
@@ -168,6 +169,9 @@ def encode_to_shards(
     max_pixels: int | None = MAX_PIXELS,
     labels_from_folders: bool = False,
     augment: str = "none",
+    fps: float | None = None,
+    max_frames: int | None = None,
+    chunk: int | None = None,
 ) -> EncodeSummary:
     """Encode an image folder or webdataset shards into token shards under `output` (resumable).
 
@@ -176,6 +180,12 @@ def encode_to_shards(
     re-encodes the tasks whose shards are missing or damaged. `labels_from_folders`: each image of a folder gets
     the index of its class subfolder (`labels.json` beside the shards); `augment`: "none", "flip" or "tencrop"
     (`vistok.data.images.augmented_views`), each view its own sample and key.
+
+    A video model (its input spec's frames rule is not "1") encodes video files (and images, as one-frame
+    videos; `vistok.data.model_clips`): `fps` (None: each file's own rate), `max_frames` (read at most this many
+    frames of a file), `chunk` (encode a grid model's clip `chunk` latent frames at a time: bounded memory, the
+    same ids). Its samples' tokens.npy is (T', h*w) for a grid model, (K,) for a 1D one, and the json adds
+    frames, source_frames, fps, kind ("video" | "image") and token_grid.
     """
     check_settings(num_tokens, target_psnr, batch_size, shard_size, workers, device, max_pixels)
     if augment not in AUGMENTS:
@@ -185,12 +195,28 @@ def encode_to_shards(
         raise ValueError(f"--num-tokens {num_tokens} does not fit the model {model_path or type(tok).__name__}: "
                          f"it has 1..{tok.max_tokens} tokens")
     k = tok.max_tokens if num_tokens is None and target_psnr is None else num_tokens
-    plan = plan_inputs(inputs, shard_size, labels_from_folders)
+    video = None
+    if tok.input_spec.is_video:
+        from vistok.data.video_io import VIDEO_EXTENSIONS
+        from vistok.shards.inputs import VideoSettings
+
+        if target_psnr is not None:
+            raise ValueError("--target-psnr is for image models; this model encodes videos")
+        if chunk is not None and tok.frame_tokens is None:
+            raise ValueError("--chunk is for space-time grid video models; this one gives 1D tokens")
+        video = VideoSettings(tok.input_spec, fps, max_frames)
+        if tok.frame_tokens is not None and num_tokens is None:
+            k = None  # every latent frame of each clip
+        plan = plan_inputs(inputs, shard_size, labels_from_folders, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+    else:
+        plan = plan_inputs(inputs, shard_size, labels_from_folders)
 
     rank, world = _dist_info()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     job = {**plan.job_info(), "num_tokens": k, "target_psnr": target_psnr, "shard_size": shard_size}
+    if video is not None:  # only for video models: image manifests stay as they were
+        job.update({"fps": fps, "max_frames": max_frames})
     if augment != "none":  # only when used: manifests written without it stay resumable
         job["augment"] = augment
     manifest = Manifest(output, tokenizer_info(tok, model_path), job, rank, world)
@@ -211,7 +237,7 @@ def encode_to_shards(
 
     start = time.perf_counter()
     encoded_now = _run(tok, plan, pending, output, manifest, k, target_psnr, batch_size, shard_size, workers,
-                       strict, progress and rank == 0, max_pixels, augment)
+                       strict, progress and rank == 0, max_pixels, augment, video, chunk)
     seconds = time.perf_counter() - start
 
     if plan.labels is not None and rank == 0:
@@ -258,13 +284,15 @@ def _block(num_tasks: int, rank: int, world: int) -> list[int]:
 
 def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: Manifest, k: int | None,
          target_psnr: float | None, batch_size: int, shard_size: int, workers: int, strict: bool,
-         show: bool, max_pixels: int | None = MAX_PIXELS, augment: str = "none") -> int:
+         show: bool, max_pixels: int | None = MAX_PIXELS, augment: str = "none", video: Any = None,
+         chunk: int | None = None) -> int:
     from tqdm import tqdm
 
+    encode_chunk = chunk  # `chunk` below is the loader's unit of work
     if not pending:
         return 0
     dtype = np.dtype(np.uint16 if tok.codebook_size <= 65536 else np.int32)
-    stream = InputStream(plan, pending, tok.input_spec.side, batch_size, max_pixels, augment)
+    stream = InputStream(plan, pending, tok.input_spec.side, batch_size, max_pixels, augment, video)
     workers = min(workers, len(pending))
     loader = DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
                         pin_memory=tok.device.type == "cuda")
@@ -286,7 +314,18 @@ def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: 
                     raise EncodeError(f"{s['source']}: {s['reason']} (--strict)")
                 log.warning("skipping %s: %s", s["source"], s["reason"])
                 writer(s["task"]).skipped.append(s)
-            if chunk["images"] is not None:
+            if chunk["images"] is not None and video is not None:  # one clip (1, 3, T, S, S)
+                x = chunk["images"].to(tok.device, non_blocking=True)
+                seq = tok.encode(x, num_tokens=k, chunk=encode_chunk)[0].cpu()  # (K,), time-major for a grid
+                grid = None
+                if tok.frame_tokens is not None:
+                    seq = seq.reshape(-1, tok.frame_tokens)  # (T', h*w)
+                    grid = [seq.shape[0], *tok.token_grid()[1:]]
+                meta = chunk["meta"][0]
+                meta["clip"]["token_grid"] = grid or [int(seq.numel())]
+                writer(meta["task"]).write(meta["key"], seq, meta)
+                encoded += 1
+            elif chunk["images"] is not None:
                 x = chunk["images"].to(tok.device, non_blocking=True)
                 if target_psnr is None:
                     ids = list(tok.encode(x, num_tokens=k).cpu())  # (B, K) -> B x (K,)

@@ -1,4 +1,9 @@
-"""`vistok fit|validate --config ...`: LightningCLI over `TokenizerSystem` and `ImageDataModule`.
+"""`vistok fit|validate --config ...`: LightningCLI over `TokenizerSystem` and a data module.
+
+The data module is `ImageDataModule` unless the config names another with `class_path` (subclass mode):
+`data: {class_path: vistok.data.video_datamodule.VideoDataModule, init_args: {...}}` trains on video clips,
+alone or mixed with image batches. A `data:` block without `class_path` (every image config) is
+`ImageDataModule`'s arguments, as before.
 
 The resolved config is saved next to each run (LightningCLI's SaveConfigCallback); a misspelt key fails at
 parse time, before any data is read or model built, with jsonargparse's message naming the key: printed first
@@ -24,6 +29,7 @@ import os
 import sys
 from typing import Any, NoReturn
 
+import lightning.pytorch as pl
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -71,6 +77,8 @@ class VistokArgumentParser(LightningArgumentParser):
 
 class VistokCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if self.subclass_mode_data:  # `data:` without a class_path: ImageDataModule's arguments
+            parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
         for source, targets in LINKS:
             for target in targets:
                 parser.link_arguments(f"{TOKENIZER}.{source}", f"{TOKENIZER}.{target}", apply_on="parse")
@@ -124,7 +132,8 @@ def cli_main(args: list[str] | None = None) -> VistokCLI:
     parser_kwargs: dict[str, Any] = {"default_env": False, "allow_abbrev": False, "prog": "vistok"}
     return VistokCLI(
         TokenizerSystem,
-        ImageDataModule,
+        pl.LightningDataModule,
+        subclass_mode_data=True,  # a config may pick VideoDataModule; plain `data:` blocks stay ImageDataModule's
         args=args,
         parser_class=VistokArgumentParser,
         save_config_kwargs={"overwrite": True},

@@ -1,0 +1,115 @@
+"""`vistok eval` with a video model: per-frame PSNR / SSIM, temporal flicker and rFVD of its reconstructions
+(`vistok.metrics.video.evaluate_videos`), written as video_metrics.json / .csv and video_frames.png.
+
+Clips are the model's clip length (`token_grid_frames` of a grid model, the fixed length of a 1D one) at the
+model's size: "sample-clips" (or "sample") reads the held-out embedded clips at 8 fps; a folder gives every video
+(and image, a one-frame video padded to the length) read from its first frame, at `fps` (None: each file's
+own), trimmed or padded with its last frame. rFVD needs the Kinetics-400 I3D TorchScript by path and clips of
+at least 16 frames; otherwise it is null with one note saying why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SAMPLE = ("sample-clips", "sample")
+
+
+def is_video_model(path: str | Path) -> bool:
+    """Whether an export directory (its tokens.json) or checkpoint holds a video model (frames rule != "1")."""
+    import json
+
+    from vistok.token_spec import input_spec
+
+    spec_file = Path(path) / "tokens.json"
+    if spec_file.is_file():
+        return input_spec(json.loads(spec_file.read_text())).is_video
+    from vistok.checkpoint import load_tokenizer
+
+    return load_tokenizer(path).input_spec.is_video
+
+
+def model_clip_frames(tok: Any) -> int:
+    """The clip length a video model is evaluated at: what it was built for."""
+    return int(getattr(tok.encoder, "num_frames", None) or tok.input_spec.frame_counts(17)[-1])
+
+
+def _folder_clips(tok: Any, root: Path, frames: int, fps: float | None, limit: int | None,
+                  batch_size: int) -> Iterator[dict[str, Any]]:
+    from vistok.data.images import IMAGE_EXTENSIONS, no_images_error, scan_images
+    from vistok.data.model_clips import load_model_clip
+    from vistok.data.video_io import VIDEO_EXTENSIONS
+
+    listing = scan_images(root, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+    if not listing.files:
+        raise no_images_error(listing)
+    batch: list[torch.Tensor] = []
+    keys: list[str] = []
+    for f in listing.files[:limit]:
+        try:
+            clip = load_model_clip(f, tok.input_spec, fps=fps, length=frames)
+        except OSError as e:
+            print(f"skipping {e}")
+            continue
+        batch.append(clip.video)
+        keys.append(str(f.relative_to(root)))
+        if len(batch) == batch_size:
+            yield {"video": torch.stack(batch), "key": keys}
+            batch, keys = [], []
+    if batch:
+        yield {"video": torch.stack(batch), "key": keys}
+
+
+def evaluate_video_model(tok: Any, source: str, output: str | Path, i3d: str | None = None,
+                         num_tokens: int | None = None, fps: float | None = None, limit: int | None = None,
+                         batch_size: int = 4, frames: int | None = None, progress: bool = True,
+                         **sampling: Any) -> dict[str, Any]:
+    """Reconstruct `source`'s clips with `tok` (encode, keep `num_tokens`, decode) and measure them."""
+    from torch.utils.data import DataLoader, Subset
+
+    from vistok.data.sample_clips import CLIP_FPS, SampleClips
+    from vistok.data.videos import ClipSpec, collate_videos
+    from vistok.metrics.video import evaluate_videos
+
+    if i3d is not None and not Path(i3d).is_file():
+        raise FileNotFoundError(f"--i3d {i3d}: no such file (the Kinetics-400 I3D TorchScript, i3d_torchscript.pt)")
+    frames = frames or model_clip_frames(tok)
+    if num_tokens is not None and tok.frame_tokens is not None:
+        raise ValueError("--num-tokens: a grid video model is evaluated on whole clips (its prefixes are shorter "
+                         "clips); use `vistok ladder` for the latent-frame prefixes")
+    if source in SAMPLE:
+        ds = SampleClips("val", ClipSpec(frames, tok.input_spec.side, fps=fps or CLIP_FPS))
+        if limit is not None:
+            ds = Subset(ds, range(min(limit, len(ds))))
+        clips: Any = DataLoader(ds, batch_size=batch_size, collate_fn=collate_videos)
+    elif Path(source).is_dir():
+        clips = _folder_clips(tok, Path(source), frames, fps, limit, batch_size)
+    else:
+        raise FileNotFoundError(f"--input {source}: a video model evaluates 'sample-clips' or a folder of videos")
+
+    def reconstruct(x: torch.Tensor) -> torch.Tensor:
+        return tok.decode(tok.encode(x, num_tokens=num_tokens), **sampling)
+
+    start = time.perf_counter()
+    k = tok.token_grid(frames)[0] * tok.frame_tokens if tok.frame_tokens else num_tokens or tok.max_tokens
+    result = evaluate_videos(reconstruct, clips, i3d=i3d, out_dir=output, batch_size=batch_size,
+                             device=tok.device, progress=progress, name=f"{type(tok.encoder).__name__}, K={k}")
+    result.update({"tokens": k, "token_grid": list(tok.token_grid(frames)) if tok.frame_tokens else [k],
+                   "input": source, "wall_time_s": time.perf_counter() - start})
+    return result
+
+
+def video_summary(result: dict[str, Any]) -> str:
+    fvd = f"{result['fvd']:.2f}" if result.get("fvd") is not None else "n/a"
+    lines = [f"{result['clips']} clips of {result['frames']} x {result['height']} x {result['width']}, "
+             f"{result['tokens']} tokens each (grid {result['token_grid']})",
+             f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.3f}  flicker {result['flicker']:.2f}  "
+             f"motion {result['motion_real']:.2f} -> {result['motion_fake']:.2f}  rFVD {fvd}"]
+    if result.get("fvd_note"):
+        lines.append(f"note: {result['fvd_note']}")
+    return "\n".join(lines)
