@@ -3,10 +3,17 @@ clips (fp32; bf16 autocast only where the CPU has native bf16), and peak memory 
 vs chunked (causal re-encoding with the previous latent frames as context, `vistok.tokenizers.chunked`).
 
     python scripts/bench_video.py [--lengths 17,33,65,129] [--chunk 4] [--batch 1] [--json out.json]
+    python scripts/bench_video.py --fvd-only [--fvd-model runs/demo_video/export] [--i3d i3d_torchscript.pt]
 
 Peak memory is measured in a fresh process per (length, path, direction): the peak resident set size during
 the call (VmHWM, reset just before it) minus the resident size just before it (model and input clip already
 in memory), so it is the working memory of the encode or decode itself. Figures depend on the machine.
+
+rFVD pipeline time: `vistok.metrics.evaluate_videos` on the 12 held-out `sample-clips` (17 frames, 16 for FVD)
+with the demo video model (`--fvd-model`; omni-tiny with random weights when that export is absent), once
+without FVD and once with it; the difference is the FVD part (frames resized to 224, features, Frechet).
+Without `--i3d` a stand-in TorchScript of the I3D interface (one strided 3D convolution) replaces the I3D, so
+the figure then leaves out the I3D's own compute: give `--i3d` to time the real network.
 """
 
 from __future__ import annotations
@@ -108,6 +115,60 @@ def throughput(tok, size: int, batch: int, dtype: str, iters: int) -> tuple[floa
     return frames / enc, frames / dec
 
 
+class StandInI3D(torch.nn.Module):
+    """(B, 3, 16, 224, 224) -> (B, 400), the interface of the Kinetics-400 I3D TorchScript (not its compute)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(3, 8, (4, 4, 4), stride=(4, 4, 4))
+        self.fc = torch.nn.Linear(8 * 4 * 7 * 7, 400)
+
+    def forward(self, x: torch.Tensor, rescale: bool = True, resize: bool = True,
+                return_features: bool = False) -> torch.Tensor:
+        x = torch.nn.functional.avg_pool3d(x, (1, 8, 8))
+        return self.fc(torch.tanh(self.conv(x)).flatten(1))
+
+
+def fvd_pipeline_time(model: str | None, i3d: str | None) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from vistok.data.sample_clips import SampleClips
+    from vistok.data.videos import ClipSpec
+    from vistok.metrics import evaluate_videos
+    from vistok.tokenizers import build_tokenizer
+    from vistok.tokenizers.tokenizer import Tokenizer
+
+    if model and Path(model).is_dir():
+        tok, name = Tokenizer.from_pretrained(model).eval(), model
+    else:
+        torch.manual_seed(0)
+        tok, name = build_tokenizer("omni-tiny").eval(), "omni-tiny (random weights; no demo export found)"
+    size = tok.input_spec.height
+    clips = SampleClips("val", ClipSpec(frames=17, size=size, fps=8))
+    x = torch.stack([clips[i]["video"] for i in range(len(clips))])  # (12, 3, 17, S, S)
+    with tempfile.TemporaryDirectory() as tmp:
+        net = i3d
+        if net is None:
+            net = str(Path(tmp) / "stand_in_i3d.pt")
+            torch.jit.save(torch.jit.script(StandInI3D().eval()), net)
+        times = {}
+        for label, path in (("without", None), ("with", net)):
+            t = time.perf_counter()
+            result = evaluate_videos(lambda v: tok.decode(tok.encode(v)), x, i3d=path, progress=False)
+            times[label] = time.perf_counter() - t
+    return {"model": name, "clips": len(x), "frames": 17, "size": size, "i3d": i3d or "stand-in",
+            "seconds_without_fvd": times["without"], "seconds_with_fvd": times["with"],
+            "fvd_seconds": times["with"] - times["without"], "fvd": result.get("fvd")}
+
+
+def print_fvd(r: dict) -> None:
+    print(f"\nrFVD pipeline on {r['clips']} held-out clips ({r['frames']} frames, {r['size']} px), model {r['model']}, "
+          f"I3D: {r['i3d']}\n\n| evaluate_videos | seconds |\n| --- | ---: |\n"
+          f"| reconstruction + PSNR/SSIM/flicker (no FVD) | {r['seconds_without_fvd']:.2f} |\n"
+          f"| the same with FVD | {r['seconds_with_fvd']:.2f} |\n| FVD part | {r['fvd_seconds']:.2f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lengths", default="17,33,65,129")
@@ -116,8 +177,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--json", default=None)
+    p.add_argument("--fvd-model", default="runs/demo_video/export", help="model timed in the rFVD pipeline")
+    p.add_argument("--i3d", default=None, help="the Kinetics-400 I3D TorchScript (default: a stand-in)")
+    p.add_argument("--fvd-only", action="store_true", help="only the rFVD pipeline timing")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.fvd_only:
+        print_fvd(fvd_pipeline_time(args.fvd_model, args.i3d))
+        return
     if args.child:
         frames, size, chunk, direction = args.child.split(",")
         memory_child(int(frames), int(size), int(chunk) or None, direction)
@@ -151,6 +218,8 @@ def main() -> None:
         result["memory"].append(row)
         print(f"| {frames} | {1 + (frames - 1) // 4} | {row['encode_whole_mb']:.0f} | {row['encode_chunked_mb']:.0f} | "
               f"{row['decode_whole_mb']:.0f} | {row['decode_chunked_mb']:.0f} |", flush=True)
+    result["fvd_pipeline"] = fvd_pipeline_time(args.fvd_model, args.i3d)
+    print_fvd(result["fvd_pipeline"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
