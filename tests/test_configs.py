@@ -99,6 +99,7 @@ def test_wandb_logger_is_selectable_from_the_config_and_runs_offline(tmp_path, m
     assert type(cli.trainer.logger).__name__ == "WandbLogger"
     assert cli.trainer.global_step == 1
     assert list(tmp_path.rglob("*.wandb")), "an offline run file is written, no account needed"
+    cli.trainer.logger.experiment.finish()  # a run left open would be reused by the next WandbLogger
 
 
 def _parsed_tokenizer(config: Path, *args: str) -> Tokenizer:

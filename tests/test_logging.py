@@ -27,6 +27,8 @@ def test_wandb_offline_run_has_the_reconstruction_grid(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))  # must not win over the run directory
     monkeypatch.setenv("WANDB_SILENT", "true")
+    if wandb.run is not None:  # an earlier test's open run would be reused by the logger, in its own directory
+        wandb.finish()
     config = copy.deepcopy(TINY_VQ)
     config["trainer"].update(devices=1, strategy="auto", max_epochs=None, max_steps=2, val_check_interval=2,
                              logger={"class_path": "lightning.pytorch.loggers.WandbLogger",
