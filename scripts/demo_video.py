@@ -27,6 +27,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = (("stage1", "omni_tiny.yaml", 400), ("joint", "omni_tiny_joint.yaml", 600))
+DEMO_CONFIG = "demo_video.yaml"
 
 
 def _fit(config: Path, out: Path, steps: int, extra: list[str]) -> Path:
@@ -51,14 +52,20 @@ def main() -> None:
     p.add_argument("--out", default="runs/demo_video")
     p.add_argument("--stage1-steps", type=int, default=STAGES[0][2])
     p.add_argument("--joint-steps", type=int, default=STAGES[1][2])
+    p.add_argument("--config", default=None, help="the joint stage's config (default configs/omni_tiny_joint.yaml)")
+    p.add_argument("--joint-args", nargs="*", default=[], help="extra `vistok fit` arguments of the joint stage")
     p.add_argument("--skip-training", action="store_true", help="reuse the joint run's checkpoint under --out")
     a = p.parse_args()
     out = Path(a.out)
     t0 = time.time()
     ckpt = out / "joint" / "checkpoints" / "last.ckpt"
     if not a.skip_training:
-        stage1 = _fit(ROOT / "configs" / STAGES[0][1], out / "stage1", a.stage1_steps, [])
-        ckpt = _fit(ROOT / "configs" / STAGES[1][1], out / "joint", a.joint_steps, [f"--model.init_from={stage1}"])
+        init = []
+        if a.stage1_steps > 0:  # 0: the joint stage from its own start
+            stage1 = _fit(ROOT / "configs" / STAGES[0][1], out / "stage1", a.stage1_steps, [])
+            init = [f"--model.init_from={stage1}"]
+        joint = Path(a.config) if a.config else ROOT / "configs" / STAGES[1][1]
+        ckpt = _fit(joint, out / "joint", a.joint_steps, init + a.joint_args)
     train_s = time.time() - t0
 
     import torch.nn.functional as F
@@ -94,6 +101,12 @@ def main() -> None:
     baseline = evaluate_videos(down_up, DataLoader(val, batch_size=4, collate_fn=collate_videos), progress=False,
                                name="4x down-up")
 
+    def flat(x: torch.Tensor) -> torch.Tensor:  # each clip's mean colour everywhere (3 numbers per clip)
+        return x.mean(dim=(2, 3, 4), keepdim=True).expand_as(x)
+
+    flat_mean = evaluate_videos(flat, DataLoader(val, batch_size=4, collate_fn=collate_videos), progress=False,
+                                name="mean colour")
+
     # 4. The ladder of one held-out clip and the token shards of every held-out clip file.
     save_video_ladder(tok, val[0]["video"], out / "ladder.png")
     shutil.rmtree(out / "shards", ignore_errors=True)
@@ -110,6 +123,7 @@ def main() -> None:
         "motion_real": result["motion_real"], "motion_fake": result["motion_fake"],
         "psnr_per_frame": result["psnr_per_frame"],
         "baseline_4x_down_up": {k: baseline[k] for k in ("psnr", "ssim", "flicker", "motion_fake")},
+        "baseline_mean_colour": {k: flat_mean[k] for k in ("psnr", "ssim", "flicker", "motion_fake")},
         "shards": shards.to_dict(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -123,6 +137,7 @@ held-out sample clips: {result['clips']} clips of {result['frames']} frames at {
 motion {result['motion_real']:.2f} -> {result['motion_fake']:.2f}
   4x down-up    PSNR {baseline['psnr']:.2f} dB  SSIM {baseline['ssim']:.3f}  flicker {baseline['flicker']:.2f}  \
 motion {baseline['motion_real']:.2f} -> {baseline['motion_fake']:.2f}
+  mean colour   PSNR {flat_mean['psnr']:.2f} dB  SSIM {flat_mean['ssim']:.3f}  (each clip's mean colour, 3 numbers)
   PSNR per frame: {per_frame}
   {result['fvd_note'] or ''}
 token shards: {shards.line()}
