@@ -1,22 +1,24 @@
 """`make demo-video`: train a tiny video tokenizer on the embedded training clips, export it, and measure it on the
 held-out clips.
 
-Training: `configs/omni_tiny.yaml` (stage 1, 32 px crops of the bundled photos, a one-frame video each) and then
-`configs/omni_tiny_joint.yaml` (stage 2 from stage 1's checkpoint: one batch of 8 nine-frame clips of
-`sample-clips`, then one of 16 images, in turn), a fixed number of steps each, fp32 on every machine, so the
-figures do not depend on the machine's speed or load. Held-out: the `val` split of `sample-clips` (camera moves
-over coffee, rocket and Grace Hopper, never trained on), 9 frames at 32 px, 8 fps.
+Training: `configs/demo_video.yaml`, one stage: omni-tiny with a per-patch linear path, PCA-initialised on
+training clips before step 0 and kept fixed, then 8 procedural nine-frame clips (`sample-moves`: a fresh camera
+move over a random crop of a training photo) and 16 image crops of the same photos in turn, a fixed number of
+steps, fp32 on every machine, so the figures do not depend on the machine's speed or load. Held-out: the `val`
+split of `sample-clips` (camera moves over coffee, rocket and Grace Hopper, real mp4 files, never trained on),
+9 frames at 32 px, 8 fps.
 
-Writes runs/demo_video/: stage1/ and joint/ (the two runs), export/, eval/ (video_metrics.json/.csv and
+Writes runs/demo_video/: train/ (the run), export/, eval/ (video_metrics.json/.csv and
 video_frames.png: held-out frames, original above reconstruction), ladder.png (one held-out clip decoded from its
 first 1, 2, 3 latent frames), shards/ (the held-out clips as token shards), summary.json; prints a summary next
-to a per-frame baseline (each frame 4x area-downsampled and bilinearly upsampled).
+to two baselines: per frame, each frame 4x area-downsampled and bilinearly upsampled; and each clip's mean colour.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -26,7 +28,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = (("stage1", "omni_tiny.yaml", 400), ("joint", "omni_tiny_joint.yaml", 600))
+CONFIG = ROOT / "configs" / "demo_video.yaml"
+STEPS = 1000
 
 
 def _fit(config: Path, out: Path, steps: int, extra: list[str]) -> Path:
@@ -49,16 +52,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo_video")
-    p.add_argument("--stage1-steps", type=int, default=STAGES[0][2])
-    p.add_argument("--joint-steps", type=int, default=STAGES[1][2])
-    p.add_argument("--skip-training", action="store_true", help="reuse the joint run's checkpoint under --out")
+    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--config", default=str(CONFIG), help="the training config (default configs/demo_video.yaml)")
+    p.add_argument("--fit-args", nargs="*", action="extend", default=[],
+                   help="extra `vistok fit` arguments, e.g. --fit-args=--model.lr=3e-4")
+    p.add_argument("--skip-training", action="store_true", help="reuse the run's checkpoint under --out")
     a = p.parse_args()
     out = Path(a.out)
     t0 = time.time()
-    ckpt = out / "joint" / "checkpoints" / "last.ckpt"
+    ckpt = out / "train" / "checkpoints" / "last.ckpt"
     if not a.skip_training:
-        stage1 = _fit(ROOT / "configs" / STAGES[0][1], out / "stage1", a.stage1_steps, [])
-        ckpt = _fit(ROOT / "configs" / STAGES[1][1], out / "joint", a.joint_steps, [f"--model.init_from={stage1}"])
+        ckpt = _fit(Path(a.config), out / "train", a.steps, a.fit_args)
     train_s = time.time() - t0
 
     import torch.nn.functional as F
@@ -94,35 +98,46 @@ def main() -> None:
     baseline = evaluate_videos(down_up, DataLoader(val, batch_size=4, collate_fn=collate_videos), progress=False,
                                name="4x down-up")
 
+    def flat(x: torch.Tensor) -> torch.Tensor:  # each clip's mean colour everywhere (3 numbers per clip)
+        return x.mean(dim=(2, 3, 4), keepdim=True).expand_as(x)
+
+    flat_mean = evaluate_videos(flat, DataLoader(val, batch_size=4, collate_fn=collate_videos), progress=False,
+                                name="mean colour")
+
     # 4. The ladder of one held-out clip and the token shards of every held-out clip file.
     save_video_ladder(tok, val[0]["video"], out / "ladder.png")
     shutil.rmtree(out / "shards", ignore_errors=True)
     shards = encode_to_shards(tok, [str(clip_dir() / "val")], out / "shards", workers=0, progress=False)
 
     total_s = time.time() - t0
+    bits = math.log2(tok.codebook_size)
+    first_bits = result["token_grid"][1] * result["token_grid"][2] * bits  # latent frame 0 is frame 0 alone
     summary = {
-        "model": "omni-tiny (configs/omni_tiny.yaml then omni_tiny_joint.yaml)",
-        "steps": {"stage1": a.stage1_steps, "joint": a.joint_steps}, "train_seconds": round(train_s, 1),
+        "model": f"omni-tiny with PCA-initialised per-patch linear paths ({Path(a.config).name})",
+        "steps": a.steps, "fit_args": a.fit_args, "train_seconds": round(train_s, 1),
         "total_seconds": round(total_s, 1), "clips": result["clips"], "frames": result["frames"],
         "size": result["height"], "tokens_per_clip": result["tokens"], "token_grid": result["token_grid"],
-        "bits_per_token": round(float(torch.log2(torch.tensor(float(tok.codebook_size)))), 2),
+        "bits_per_token": round(bits, 2), "bits_per_clip": round(result["tokens"] * bits, 1),
         "psnr": result["psnr"], "ssim": result["ssim"], "flicker": result["flicker"],
         "motion_real": result["motion_real"], "motion_fake": result["motion_fake"],
         "psnr_per_frame": result["psnr_per_frame"],
         "baseline_4x_down_up": {k: baseline[k] for k in ("psnr", "ssim", "flicker", "motion_fake")},
+        "baseline_mean_colour": {k: flat_mean[k] for k in ("psnr", "ssim", "flicker", "motion_fake")},
         "shards": shards.to_dict(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     per_frame = " ".join(f"{v:.1f}" for v in result["psnr_per_frame"])
     print(f"""
-video demo: omni-tiny, {a.stage1_steps} image steps then {a.joint_steps} joint steps (fp32), {train_s:.0f} s training,
+video demo: omni-tiny + PCA-initialised patch paths, {a.steps} steps (fp32), {train_s:.0f} s training,
 {total_s:.0f} s in all
 held-out sample clips: {result['clips']} clips of {result['frames']} frames at {result['height']} px, \
-{result['tokens']} tokens each (grid {result['token_grid']}, {tok.codebook_size} codes)
+{result['tokens']} tokens each (grid {result['token_grid']}, {tok.codebook_size} codes: \
+{result['tokens'] * bits:.0f} bits a clip, {first_bits:.0f} for the first frame)
   tokenizer     PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.3f}  flicker {result['flicker']:.2f}  \
 motion {result['motion_real']:.2f} -> {result['motion_fake']:.2f}
   4x down-up    PSNR {baseline['psnr']:.2f} dB  SSIM {baseline['ssim']:.3f}  flicker {baseline['flicker']:.2f}  \
 motion {baseline['motion_real']:.2f} -> {baseline['motion_fake']:.2f}
+  mean colour   PSNR {flat_mean['psnr']:.2f} dB  SSIM {flat_mean['ssim']:.3f}  (each clip's mean colour, 3 numbers)
   PSNR per frame: {per_frame}
   {result['fvd_note'] or ''}
 token shards: {shards.line()}

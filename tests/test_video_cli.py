@@ -167,16 +167,16 @@ def test_eval_reconstruct_and_ladder_of_a_grid_model_on_video_files(clips, omni_
 
 
 def test_the_video_demo_runs_end_to_end_with_a_few_steps(tmp_path):
-    """`make demo-video` in miniature: both training stages (2 steps each), export, held-out evaluation, ladder,
+    """`make demo-video` in miniature: training (2 steps), export, held-out evaluation, ladder,
     token shards and the summary."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, str(root / "scripts" / "demo_video.py"), "--out", str(tmp_path / "demo"),
-                        "--stage1-steps", "2", "--joint-steps", "2"], capture_output=True, text=True, timeout=600)
+                        "--steps", "2"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "held-out sample clips: 12 clips of 9 frames at 32 px, 48 tokens each" in r.stdout
+    assert "held-out sample clips: 12 clips of 9 frames at 32 px, 192 tokens each" in r.stdout
     out = tmp_path / "demo"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clips"] == 12 and len(summary["psnr_per_frame"]) == 9 and summary["shards"]["encoded"] == 12

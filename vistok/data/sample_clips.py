@@ -55,8 +55,9 @@ def _ease(p: float) -> float:
 
 
 def render_move(photo: Image.Image, move: str, rng: random.Random, frames: int = CLIP_FRAMES,
-                size: int = RENDER_SIZE) -> np.ndarray:
-    """(frames, size, size, 3) uint8: a camera `move` over `photo`, its parameters drawn from `rng`."""
+                size: int = RENDER_SIZE, only: range | None = None) -> np.ndarray:
+    """(frames, size, size, 3) uint8: a camera `move` over `photo`, its parameters drawn from `rng`; `only`:
+    render just these frames of the `frames`-frame move (a window of it, at the move's own speed)."""
     w, h = photo.size
     short = min(w, h)
     side0 = short * rng.uniform(0.45, 0.7)  # the square window's side at the start
@@ -79,8 +80,9 @@ def render_move(photo: Image.Image, move: str, rng: random.Random, frames: int =
     cx0, cy0 = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
     factor = max(1, int(min(side0, side1) / (1.5 * size)))  # box-reduce once, so the warp never aliases
     src = photo.reduce(factor) if factor > 1 else photo
-    out = np.empty((frames, size, size, 3), np.uint8)
-    for f in range(frames):
+    keep = range(frames) if only is None else only
+    out = np.empty((len(keep), size, size, 3), np.uint8)
+    for n, f in enumerate(keep):
         p = _ease(f / max(1, frames - 1))
         cx, cy = (cx0 + dx * p) / factor, (cy0 + dy * p) / factor
         side = (side0 + (side1 - side0) * p) / factor
@@ -90,7 +92,7 @@ def render_move(photo: Image.Image, move: str, rng: random.Random, frames: int =
         half = size / 2
         # PIL's AFFINE maps each output (x, y) to the source point (m00 x + m01 y + c, m10 x + m11 y + f).
         coeffs = (m00, m01, cx - m00 * half - m01 * half, m10, m11, cy - m10 * half - m11 * half)
-        out[f] = np.asarray(src.transform((size, size), Image.AFFINE, coeffs, resample=Image.BICUBIC))
+        out[n] = np.asarray(src.transform((size, size), Image.AFFINE, coeffs, resample=Image.BICUBIC))
     return out
 
 

@@ -1,13 +1,14 @@
 """`VideoDataModule`: video clips for training, alone or mixed with image batches (OmniTokenizer's joint stage).
 
-A video source is "sample-clips" (the embedded camera-move clips, `vistok.data.sample_clips`; validation reads
-its held-out split), a folder of video files, or webdataset URLs of shards holding video members. With
-`images` set (any source `ImageDataModule` takes: "sample", a folder, shards), training alternates whole
-batches: `mix = [v, i]` gives v video batches of `batch_size` clips, then i image batches of
-`image_batch_size` images, and again; OmniTokenizer's joint stage (4 videos + 8 images per GPU) is
-`batch_size: 4, image_batch_size: 8, mix: [1, 1]`. Video batches are {"video": (B, 3, T, H, W), "key",
-"skipped"}, image batches {"image": (B, 3, H, W), "key", "skipped"}, so a training step tells them apart by
-key. An epoch ends when either map-style source would run out (no source is cycled inside an epoch).
+A video source is "sample-clips" (the embedded camera-move clips, `vistok.data.sample_clips`; validation reads its
+held-out split), "sample-moves" (a fresh procedural camera move over a random crop of a training photo per item,
+`vistok.data.sample_moves`; validation reads the held-out split of "sample-clips"), a folder of video files, or
+webdataset URLs of shards holding video members. With `images` set (any source `ImageDataModule` takes: "sample",
+a folder, shards), training alternates whole batches: `mix = [v, i]` gives v video batches of `batch_size` clips,
+then i image batches of `image_batch_size` images, and again; OmniTokenizer's joint stage (4 videos + 8 images per
+GPU) is `batch_size: 4, image_batch_size: 8, mix: [1, 1]`. Video batches are {"video": (B, 3, T, H, W), "key",
+"skipped"}, image batches {"image": (B, 3, H, W), "key", "skipped"}, so a training step tells them apart by key.
+An epoch ends when either map-style source would run out (no source is cycled inside an epoch).
 
 Resuming: map-style sources are read through `ResumableSampler`s sharing one seed; the module's `state_dict`
 records the epoch and the mixed batches trained, from which the number of video and image batches already
@@ -30,23 +31,26 @@ from vistok.data.datamodule import SAMPLE_SOURCES, build_dataset, check_readable
 from vistok.data.folder import collate_images, is_webdataset
 from vistok.data.resumable import ResumableSampler
 from vistok.data.sample_clips import SampleClips
+from vistok.data.sample_moves import SampleMoves
 from vistok.data.video_io import MAX_FRAME_PIXELS
 from vistok.data.videos import ClipSpec, VideoFolderDataset, collate_videos, webdataset_videos
 
-VIDEO_SAMPLE_SOURCES = ("sample-clips",)
+VIDEO_SAMPLE_SOURCES = ("sample-clips", "sample-moves")
 
 
 def build_video_dataset(source: str, spec: ClipSpec, train: bool, strict: bool = False, length: int | None = None,
                         seed: int = 0, max_pixels: int | None = MAX_FRAME_PIXELS, cache_dir: str | None = None):
     """The dataset of a video source (see the module docstring); a missing source fails here, before work."""
-    if source in VIDEO_SAMPLE_SOURCES:
+    if source == "sample-moves" and train:
+        return SampleMoves(spec, length if length is not None else 10_000)
+    if source in VIDEO_SAMPLE_SOURCES:  # "sample-moves" validates on the held-out sample clips
         return SampleClips("train" if train else "val", spec, length if train else None, seed, cache_dir)
     if is_webdataset(source):
         return webdataset_videos(source, spec, train=train, strict=strict, max_pixels=max_pixels)
     if Path(source).is_dir():
         return VideoFolderDataset(source, spec, train=train, strict=strict, max_pixels=max_pixels)
-    raise FileNotFoundError(f"video source {source!r} is neither 'sample-clips', a folder of videos, nor webdataset "
-                            "URLs")
+    raise FileNotFoundError(f"video source {source!r} is neither 'sample-clips', 'sample-moves', a folder of videos, "
+                            "nor webdataset URLs")
 
 
 def mix_position(batches: int, video_batches: int, image_batches: int) -> tuple[int, int]:
@@ -140,8 +144,8 @@ class VideoDataModule(pl.LightningDataModule):
             raise ValueError(f"data.mix must be [video batches, image batches], two integers >= 1, got {list(mix)}")
         for name, src in (("train", train), ("val", val)):
             if src and src not in VIDEO_SAMPLE_SOURCES and not is_webdataset(src) and not Path(src).is_dir():
-                raise FileNotFoundError(f"data.{name}: {src!r} is neither 'sample-clips', a folder of videos, nor "
-                                        "webdataset URLs")
+                raise FileNotFoundError(f"data.{name}: {src!r} is neither 'sample-clips', 'sample-moves', a folder "
+                                        "of videos, nor webdataset URLs")
         if images and images not in SAMPLE_SOURCES and not is_webdataset(images) and not Path(images).is_dir():
             raise FileNotFoundError(f"data.images: {images!r} is neither 'sample', 'sample-photos', an image folder, "
                                     "nor webdataset URLs")

@@ -52,3 +52,36 @@ class LinearDecoderPath(nn.Module):
         if k < self.num_tokens:
             codes = torch.cat([codes, codes.new_zeros(b, self.num_tokens - k, d)], dim=1)  # (B, N, d)
         return self.proj(codes.flatten(1)).view(b, self.out_channels, self.height, self.width)
+
+
+class VideoPatchLinearPath(nn.Module):
+    """(B, C, T, H, W) -> (B, T', h, w, d): a linear map of each patch straight to its token's channels (the
+    first frame alone in p x p patches, later frames in t x p x p patches, as `vistok.nn.patch3d`).
+
+    The grid tokenizers' counterpart of `LinearEncoderPath`: a per-patch PCA (`patch_pca_init`) instead of a
+    whole-image one, so the weights stay small (C t p^2 x d) and the map is the same at every position. The
+    decoder's mirror is a `VideoPatchHead` with `dim` = d."""
+
+    def __init__(self, patch_size: int, temporal_patch: int, in_channels: int, token_dim: int) -> None:
+        super().__init__()
+        self.p, self.t = patch_size, temporal_patch
+        self.first = nn.Linear(in_channels * patch_size**2, token_dim)
+        self.rest = nn.Linear(in_channels * temporal_patch * patch_size**2, token_dim)
+
+    def patches(self, x: torch.Tensor, starts_video: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The first frame's patches (B, 1, h, w, C p^2) and the later ones (B, k, h, w, C t p^2), or None."""
+        from einops import rearrange
+
+        first = None
+        if starts_video:
+            first = rearrange(x[:, :, :1], "b c 1 (h p1) (w p2) -> b 1 h w (c p1 p2)", p1=self.p, p2=self.p)
+            x = x[:, :, 1:]
+        rest = None
+        if x.shape[2]:
+            rest = rearrange(x, "b c (n pt) (h p1) (w p2) -> b n h w (c pt p1 p2)", pt=self.t, p1=self.p, p2=self.p)
+        return first, rest
+
+    def forward(self, x: torch.Tensor, starts_video: bool = True) -> torch.Tensor:
+        first, rest = self.patches(x, starts_video)
+        parts = ([self.first(first)] if first is not None else []) + ([self.rest(rest)] if rest is not None else [])
+        return torch.cat(parts, dim=1)

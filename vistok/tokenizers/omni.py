@@ -26,6 +26,7 @@ from torch import nn
 
 from vistok.configurable import configurable
 from vistok.input_spec import InputSpec, image_hw
+from vistok.nn.linear_path import VideoPatchLinearPath
 from vistok.nn.patch3d import VideoPatchEmbed, VideoPatchHead, latent_frames
 from vistok.nn.spacetime import SpaceTimeTransformer
 
@@ -57,11 +58,14 @@ class OmniEncoder(nn.Module):
         token_dim: int = 8,
         mlp_ratio: float = 4.0,
         qk_norm: bool = False,
+        linear_path: bool = False,
     ) -> None:
         """`num_frames`: the clip length the model is trained on; it sets `num_tokens` (the token count of such
         a clip) and nothing else: any T = 1 + t*k encodes. `temporal_window`: latent frames a temporal block
         sees (itself included); the default, 5, is the latent length of the 17-frame training clip: full causal
-        attention within a training clip, and relative offsets beyond it (never trained) are never used."""
+        attention within a training clip, and relative offsets beyond it (never trained) are never used.
+        `linear_path`: add a linear map of each patch to its token (`VideoPatchLinearPath`, PCA-initialised by
+        `patch_pca_init`); the transformer's output layer then starts at zero, a residual on it."""
         super().__init__()
         h, w, gh, gw = _grid(image_size, patch_size)
         self.input_spec = InputSpec(in_channels, h, w, f"1+{temporal_patch}k")
@@ -78,6 +82,11 @@ class OmniEncoder(nn.Module):
         self.context = self.transformer.context
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, token_dim)
+        self.linear_path = VideoPatchLinearPath(patch_size, temporal_patch, in_channels, token_dim) if linear_path \
+            else None
+        if linear_path:
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
 
     def token_grid(self, frames: int | None = None) -> tuple[int, int, int]:
         """(T', h, w) of a clip of `frames` frames (default `num_frames`)."""
@@ -86,8 +95,10 @@ class OmniEncoder(nn.Module):
     def forward(self, x: torch.Tensor, starts_video: bool = True) -> torch.Tensor:
         """x (B, C, T, H, W) -> (B, T' * h * w, token_dim), time-major. `starts_video=False`: x is a chunk of
         t*k frames that does not begin at frame 0 (chunked encoding)."""
-        z = self.transformer(self.embed(x, starts_video) + self.pos)  # (B, T', h, w, D)
-        return rearrange(self.proj(self.norm(z)), "b t h w d -> b (t h w) d")
+        z = self.proj(self.norm(self.transformer(self.embed(x, starts_video) + self.pos)))  # (B, T', h, w, d)
+        if self.linear_path is not None:
+            z = z + self.linear_path(x, starts_video)
+        return rearrange(z, "b t h w d -> b (t h w) d")
 
 
 @configurable
@@ -107,7 +118,10 @@ class OmniDecoder(nn.Module):
         token_dim: int = 8,
         mlp_ratio: float = 4.0,
         qk_norm: bool = False,
+        linear_path: bool = False,
     ) -> None:
+        """`linear_path`: add a linear map of each token to its patch (the mirror of the encoder's); the
+        transformer's head then starts at zero, a residual on it."""
         super().__init__()
         h, w, gh, gw = _grid(image_size, patch_size)
         self.output_spec = InputSpec(out_channels, h, w, f"1+{temporal_patch}k")
@@ -122,6 +136,12 @@ class OmniDecoder(nn.Module):
         self.context = self.transformer.context
         self.norm = nn.LayerNorm(width)
         self.head = VideoPatchHead(patch_size, temporal_patch, out_channels, width)
+        self.linear_path = VideoPatchHead(patch_size, temporal_patch, out_channels, token_dim) if linear_path \
+            else None
+        if linear_path:
+            for layer in (self.head.first, self.head.rest):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, codes: torch.Tensor, valid: torch.Tensor | None = None,
                 starts_video: bool = True) -> torch.Tensor:
@@ -134,8 +154,9 @@ class OmniDecoder(nn.Module):
         if n == 0 or n % self.tokens_per_frame:
             raise ValueError(f"the decoder takes whole latent frames of {self.grid[0]} x {self.grid[1]} = "
                              f"{self.tokens_per_frame} tokens, got {n} tokens")
-        z = rearrange(self.proj(codes), "b (t h w) d -> b t h w d", h=self.grid[0], w=self.grid[1]) + self.pos
-        return self.head(self.norm(self.transformer(z)), starts_video)
+        grid = rearrange(codes, "b (t h w) d -> b t h w d", h=self.grid[0], w=self.grid[1])
+        out = self.head(self.norm(self.transformer(self.proj(grid) + self.pos)), starts_video)
+        return out if self.linear_path is None else out + self.linear_path(grid, starts_video)
 
     def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, **sampling) -> torch.Tensor:
         """Inference entry point shared by all decoders (sampler arguments are ignored)."""

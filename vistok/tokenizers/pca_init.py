@@ -70,3 +70,68 @@ def pca_init(tokenizer: Tokenizer, images: torch.Tensor, alpha: float = 0.5) -> 
     dec_proj.weight.copy_(w_dec.to(dev, dt))
     dec_proj.bias.copy_(mean.to(dev, dt))
     return {"explained_variance": float((s[:m] ** 2).sum() / (s**2).sum()), "images": float(n)}
+
+
+def _pca(x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mean (D,), top-m basis (m, D), coefficient std (m,) and share of variance kept of rows x (n, D)."""
+    x = x.double()
+    mean = x.mean(0)
+    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    return mean, vh[:m], s[:m] / math.sqrt(x.shape[0]), float((s[:m] ** 2).sum() / (s**2).sum())
+
+
+@torch.no_grad()
+def patch_pca_init(tokenizer: Tokenizer, videos: torch.Tensor, alpha: float = 0.35) -> dict[str, float]:
+    """Fit a grid video tokenizer's per-patch linear paths (`VideoPatchLinearPath` in the encoder, its
+    `VideoPatchHead` mirror in the decoder) to clips `videos` (B, C, T, H, W) in [-1, 1], T = 1 + t*k.
+
+    Channel j of a first-frame token starts as principal component j of the first frame's p x p patches, and
+    of a later token as component j of the t x p x p patches (time and space together), whitened and scaled by
+    `alpha`; the decoder maps each quantized coefficient back with a least-squares gain, so the tokenizer
+    starts as a quantized per-patch PCA codec. Returns the share of variance kept for both kinds of patch."""
+    enc = getattr(tokenizer.encoder, "linear_path", None)
+    dec = getattr(tokenizer.decoder, "linear_path", None)
+    if enc is None or dec is None or not hasattr(enc, "patches"):
+        raise ValueError("patch PCA initialisation needs a grid video encoder and decoder built with "
+                         "linear_path=True")
+    if videos.shape[2] < 1 + enc.t:
+        raise ValueError(f"patch PCA initialisation needs clips of at least {1 + enc.t} frames, got {videos.shape[2]}")
+    d = enc.first.out_features
+    first, rest = enc.patches(videos.to("cpu", torch.float32))
+    stats: dict[str, float] = {"clips": float(videos.shape[0])}
+    fits = {}
+    for name, patches in (("first", first), ("rest", rest)):
+        rows = patches.reshape(-1, patches.shape[-1])
+        if rows.shape[0] < d:
+            raise ValueError(f"patch PCA initialisation needs at least {d} patches, got {rows.shape[0]}")
+        mean, basis, std, kept = _pca(rows, d)
+        w_enc = basis / std[:, None] * alpha  # (d, D) patch -> whitened coefficients
+        fits[name] = (mean, basis, std, w_enc)
+        stats[f"explained_variance_{name}"] = kept
+    # Coefficients of every token, in the encoder's layout, through the model's own quantizer.
+    z = torch.cat([((p.double() - fits[n][0]) @ fits[n][3].T) for n, p in (("first", first), ("rest", rest))],
+                  dim=1).float()  # (B, T', h, w, d)
+    b = z.shape[0]
+    quantizer = tokenizer.quantizer
+    was_training, rounding = quantizer.training, getattr(quantizer, "rounding", None)
+    norm = getattr(quantizer, "norm", None)
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        norm.reset_running_stats()
+    quantizer.eval()
+    if rounding is not None:
+        quantizer.rounding = True
+    codes = quantizer(z.reshape(b, -1, d)).codes.reshape(z.shape).double()
+    quantizer.train(was_training)
+    if rounding is not None:
+        quantizer.rounding = rounding
+    for name, sl, e, h in (("first", slice(0, 1), enc.first, dec.first), ("rest", slice(1, None), enc.rest, dec.rest)):
+        mean, basis, std, w_enc = fits[name]
+        zz, cc = z[:, sl].reshape(-1, d).double(), codes[:, sl].reshape(-1, d)
+        gain = (zz * cc).sum(0) / (cc * cc).sum(0).clamp(min=1e-12)  # (d,)
+        w_dec = basis.T * (std * gain / alpha)[None]  # (D, d)
+        dev, dt = e.weight.device, e.weight.dtype
+        e.weight.copy_(w_enc.to(dev, dt))
+        e.bias.copy_((-(w_enc @ mean)).to(dev, dt))
+        h.weight.copy_(w_dec.to(dev, dt))
+        h.bias.copy_(mean.to(dev, dt))
+    return stats

@@ -80,9 +80,9 @@ def _check_parts(encoder: nn.Module, quantizer: Quantizer, decoder: nn.Module,
     if token_dropout is not None:
         pairs.append(("token_dropout.num_tokens", getattr(token_dropout, "num_tokens", n), "encoder.num_tokens", n))
     linear = getattr(decoder, "linear_path", None)
-    if linear is not None:
-        pairs += [("decoder.linear_path.num_tokens", linear.num_tokens, "encoder.num_tokens", n),
-                  ("decoder.linear_path.token_dim", linear.token_dim, "encoder.token_dim", d)]
+    if linear is not None:  # a whole-image path sizes its tokens (a per-patch one follows the decoder's grid)
+        pairs += [("decoder.linear_path.num_tokens", getattr(linear, "num_tokens", n), "encoder.num_tokens", n),
+                  ("decoder.linear_path.token_dim", getattr(linear, "token_dim", d), "encoder.token_dim", d)]
     for name, value, other, want in pairs:
         if value != want:
             raise ValueError(f"{name} ({value}) must equal {other} ({want})")

@@ -115,7 +115,9 @@ class PCAInit(pl.Callback):
     """Before training, fit the tokenizer's linear paths to a PCA of `num_images` training images
     (`vistok.tokenizers.pca_init`). It runs in `setup`: before the EMA callback copies the weights (list it
     first), before DDP broadcasts rank 0's weights to the other ranks, and before a checkpoint is restored,
-    so a resumed run ends up with its checkpoint's weights, not a new initialisation."""
+    so a resumed run ends up with its checkpoint's weights, not a new initialisation. A grid video tokenizer
+    (per-patch paths, `patch_pca_init`) is fitted to `num_images` training clips instead (the video batches of
+    a mixed stream)."""
 
     def __init__(self, num_images: int = 4096, alpha: float = 0.5) -> None:
         self.num_images, self.alpha = num_images, alpha
@@ -123,26 +125,36 @@ class PCAInit(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        from vistok.tokenizers.pca_init import pca_init
+        from vistok.tokenizers.pca_init import patch_pca_init, pca_init
 
+        video = hasattr(getattr(pl_module.tokenizer.encoder, "linear_path", None), "patches")
+        key = "video" if video else "image"
         loader = trainer.datamodule.train_dataloader()
-        images, n, epoch = [], 0, 0
+        items, n, epoch = [], 0, 0
         while n < self.num_images:  # more than one pass over a small training set (new crops each epoch)
             if hasattr(loader.sampler, "set_epoch"):
                 loader.sampler.set_epoch(epoch)
             before = n
             for batch in loader:
-                images.append(batch["image"])
-                n += batch["image"].shape[0]
+                if key not in batch:  # the image batches of a mixed video stream
+                    continue
+                items.append(batch[key])
+                n += batch[key].shape[0]
                 if n >= self.num_images:
                     break
             if n == before:
-                break  # an empty source: pca_init says how many images it needs
+                break  # an empty source: the fit says how many items it needs
             epoch += 1
-        stats = pca_init(pl_module.tokenizer, torch.cat(images)[: self.num_images], self.alpha)
+        data = torch.cat(items)[: self.num_images] if items else torch.zeros(0, 3, 1, 1, 1 if video else 1)
+        if video:
+            stats = patch_pca_init(pl_module.tokenizer, data, self.alpha)
+            kept = f"{100 * stats['explained_variance_first']:.1f}% (first frame) / " \
+                   f"{100 * stats['explained_variance_rest']:.1f}% (later frames) of the patch variance"
+        else:
+            stats = pca_init(pl_module.tokenizer, data, self.alpha)
+            kept = f"{100 * stats['explained_variance']:.1f}% of the variance"
         if trainer.is_global_zero:
-            print(f"PCA initialisation on {int(stats['images'])} training images: the linear paths keep "
-                  f"{100 * stats['explained_variance']:.1f}% of the variance")
+            print(f"PCA initialisation on {len(data)} training {key}s: the linear paths keep {kept}")
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
