@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import shutil
 import subprocess
@@ -95,6 +96,8 @@ def main() -> None:
     from vistok.data.videos import ClipSpec, collate_videos
 
     val = SampleClips("val", ClipSpec(result["frames"], tok.input_spec.side, fps=8))
+    # The baselines have no FVD either; the model's evaluation above already said why, once.
+    logging.getLogger("vistok.metrics").setLevel(logging.ERROR)
     baseline = evaluate_videos(down_up, DataLoader(val, batch_size=4, collate_fn=collate_videos), progress=False,
                                name="4x down-up")
 
