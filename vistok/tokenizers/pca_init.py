@@ -60,16 +60,22 @@ def pca_init(tokenizer: Tokenizer, images: torch.Tensor, alpha: float = 0.5) -> 
     quantizer.train(was_training)
     if rounding is not None:
         quantizer.rounding = rounding
-    # Least-squares gain from each quantized code back to its (unwhitened) coefficient.
-    gain = (z.double() * codes).sum(0) / (codes * codes).sum(0).clamp(min=1e-12)  # (M,)
-    w_dec = basis.T * (std * gain / alpha)[None]  # (dim, M)
-
-    dev, dt = enc_proj.weight.device, enc_proj.weight.dtype
-    enc_proj.weight.copy_(w_enc.to(dev, dt))
-    enc_proj.bias.copy_((-(w_enc @ mean)).to(dev, dt))
-    dec_proj.weight.copy_(w_dec.to(dev, dt))
-    dec_proj.bias.copy_(mean.to(dev, dt))
+    _set_codec(enc_proj, dec_proj, mean, basis, std, w_enc, z, codes, alpha)
     return {"explained_variance": float((s[:m] ** 2).sum() / (s**2).sum()), "images": float(n)}
+
+
+def _set_codec(enc: nn.Linear, dec: nn.Linear, mean: torch.Tensor, basis: torch.Tensor, std: torch.Tensor,
+               w_enc: torch.Tensor, z: torch.Tensor, codes: torch.Tensor, alpha: float) -> None:
+    """Write a PCA codec into a linear pair: `enc` = whitened projection `w_enc` (M, D) centred on `mean`; `dec`
+    maps each quantized code back with a least-squares gain from code to its (unwhitened) coefficient, fitted on
+    the coefficients `z` (n, M) and their codes (n, M) through the model's own quantizer."""
+    gain = (z.double() * codes).sum(0) / (codes * codes).sum(0).clamp(min=1e-12)  # (M,)
+    w_dec = basis.T * (std * gain / alpha)[None]  # (D, M)
+    dev, dt = enc.weight.device, enc.weight.dtype
+    enc.weight.copy_(w_enc.to(dev, dt))
+    enc.bias.copy_((-(w_enc @ mean)).to(dev, dt))
+    dec.weight.copy_(w_dec.to(dev, dt))
+    dec.bias.copy_(mean.to(dev, dt))
 
 
 def _pca(x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
@@ -126,12 +132,5 @@ def patch_pca_init(tokenizer: Tokenizer, videos: torch.Tensor, alpha: float = 0.
         quantizer.rounding = rounding
     for name, sl, e, h in (("first", slice(0, 1), enc.first, dec.first), ("rest", slice(1, None), enc.rest, dec.rest)):
         mean, basis, std, w_enc = fits[name]
-        zz, cc = z[:, sl].reshape(-1, d).double(), codes[:, sl].reshape(-1, d)
-        gain = (zz * cc).sum(0) / (cc * cc).sum(0).clamp(min=1e-12)  # (d,)
-        w_dec = basis.T * (std * gain / alpha)[None]  # (D, d)
-        dev, dt = e.weight.device, e.weight.dtype
-        e.weight.copy_(w_enc.to(dev, dt))
-        e.bias.copy_((-(w_enc @ mean)).to(dev, dt))
-        h.weight.copy_(w_dec.to(dev, dt))
-        h.bias.copy_(mean.to(dev, dt))
+        _set_codec(e, h, mean, basis, std, w_enc, z[:, sl].reshape(-1, d), codes[:, sl].reshape(-1, d), alpha)
     return stats
