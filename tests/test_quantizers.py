@@ -57,3 +57,19 @@ def test_out_of_range_ids_are_refused():
         q.check_indices(torch.tensor([[0, 1000]]))
     with pytest.raises(ValueError, match="integer"):
         q.check_indices(torch.tensor([[0.5]]))
+
+
+@pytest.mark.parametrize("name", QUANTIZERS)
+def test_usage_metrics_are_computed_when_read_and_only_then(name):
+    """Training logs codebook usage and perplexity; encoding never reads them and does not pay for the
+    histogram over the whole codebook."""
+    q = QUANTIZERS[name]().eval()
+    # 64 x 16 ids over a codebook of <= 1000 codes: every quantizer here uses several codes
+    out = q(torch.randn(64, 16, q.dim))
+    assert out._metrics is None  # nothing computed yet
+    m = out.metrics
+    used = out.indices.unique().numel()
+    assert set(m) == {"usage", "perplexity"}
+    assert float(m["usage"]) == pytest.approx(used / q.codebook_size)
+    assert 1.0 < float(m["perplexity"]) <= used + 1e-4
+    assert out.metrics is m  # computed once

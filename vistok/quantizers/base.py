@@ -21,7 +21,16 @@ class QuantizerOutput:
     codes: torch.Tensor  # (B, N, d) quantized vectors fed to the decoder
     indices: torch.Tensor  # (B, N) int64 codebook ids
     loss: torch.Tensor  # scalar auxiliary loss (commitment, entropy); 0 for FSQ
-    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    codebook_size: int | None = None  # for the usage metrics; None: no metrics
+    _metrics: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def metrics(self) -> dict[str, torch.Tensor]:
+        """Codebook usage and perplexity of this batch, computed when first read: training logs them, while
+        encoding (`Tokenizer.encode`, a server's batches) never reads them and does not pay for the histogram."""
+        if self._metrics is None:
+            self._metrics = usage_metrics(self.indices, self.codebook_size) if self.codebook_size else {}
+        return self._metrics
 
 
 @contextmanager
@@ -79,5 +88,5 @@ def usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, torch.
     """Share of codes used and perplexity of the code histogram for one batch (`vistok.metrics.codebook`)."""
     # Clamped: NaN inputs give meaningless (even negative) ids, and these metrics must not fail before the
     # training loop's NaN check can name the loss term (no device sync, unlike filtering).
-    stats = usage_from_counts(code_counts(indices.clamp(0, codebook_size - 1), codebook_size))
+    stats = usage_from_counts(code_counts(indices.long().clamp(0, codebook_size - 1), codebook_size))
     return {"usage": stats["usage"].float(), "perplexity": stats["perplexity"].float()}

@@ -15,7 +15,7 @@ from torch import nn
 from vector_quantize_pytorch import FSQ
 
 from vistok.configurable import configurable
-from vistok.quantizers.base import Quantizer, QuantizerOutput, usage_metrics
+from vistok.quantizers.base import Quantizer, QuantizerOutput
 
 
 @configurable
@@ -47,8 +47,7 @@ class FSQQuantizer(Quantizer):
         codes, indices = self.fsq(z)
         if not self.rounding:
             codes = self.fsq.project_out(self._bound_without_rounding(self.fsq.project_in(z)))
-        metrics = usage_metrics(indices.long(), self.codebook_size)
-        return QuantizerOutput(codes, indices, z.new_zeros(()), metrics)
+        return QuantizerOutput(codes, indices, z.new_zeros(()), self.codebook_size)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         return self.fsq.indices_to_codes(indices)

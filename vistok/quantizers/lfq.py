@@ -11,7 +11,7 @@ import torch
 from vector_quantize_pytorch import LFQ
 
 from vistok.configurable import configurable
-from vistok.quantizers.base import Quantizer, QuantizerOutput, usage_metrics
+from vistok.quantizers.base import Quantizer, QuantizerOutput
 
 
 @configurable
@@ -43,7 +43,7 @@ class LFQQuantizer(Quantizer):
 
     def quantize(self, z: torch.Tensor) -> QuantizerOutput:
         codes, indices, loss = self.lfq(z)
-        return QuantizerOutput(codes, indices, loss, usage_metrics(indices.long(), self.codebook_size))
+        return QuantizerOutput(codes, indices, loss, self.codebook_size)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         return self.lfq.indices_to_codes(indices)

@@ -20,7 +20,7 @@ from vector_quantize_pytorch import VectorQuantize
 from vector_quantize_pytorch.vector_quantize_pytorch import batched_sample_vectors, noop, sample_vectors_distributed
 
 from vistok.configurable import configurable
-from vistok.quantizers.base import Quantizer, QuantizerOutput, usage_metrics
+from vistok.quantizers.base import Quantizer, QuantizerOutput
 
 
 @configurable
@@ -70,7 +70,7 @@ class VQQuantizer(Quantizer):
 
     def quantize(self, z: torch.Tensor) -> QuantizerOutput:
         codes, indices, loss = self.vq(z)
-        return QuantizerOutput(codes, indices, loss.sum(), usage_metrics(indices.long(), self.codebook_size))
+        return QuantizerOutput(codes, indices, loss.sum(), self.codebook_size)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         return self.vq.get_output_from_indices(indices)
