@@ -34,7 +34,11 @@ def _finite(x: float) -> float | None:
 class _TokenizerAPI(ls.LitAPI):
     def __init__(self, model: str, facts: ModelFacts, threads: int, max_batch_size: int, batch_timeout: float,
                  api_path: str) -> None:
-        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=api_path)
+        from vistok.serve.batching import QueueDelayBatchedLoop
+
+        # batching on: our gathering (a busy worker starts at once; see batching.py); off: litserve's single loop
+        loop = QueueDelayBatchedLoop() if max_batch_size > 1 else "auto"
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=api_path, loop=loop)
         self.model, self.facts, self.threads = model, facts, threads
 
     def setup(self, device: str) -> None:
@@ -66,7 +70,7 @@ class _TokenizerAPI(ls.LitAPI):
 
 class EncodeAPI(_TokenizerAPI):
     def __init__(self, model: str, facts: ModelFacts, threads: int = 1, max_batch_size: int = 16,
-                 batch_timeout: float = 0.01) -> None:
+                 batch_timeout: float = 0.0) -> None:
         super().__init__(model, facts, threads, max_batch_size, batch_timeout, "/v1/encode")
 
     def decode_request(self, request: EncodeJob) -> EncodeJob:
@@ -130,7 +134,7 @@ class EncodeAPI(_TokenizerAPI):
 
 class DecodeAPI(_TokenizerAPI):
     def __init__(self, model: str, facts: ModelFacts, threads: int = 1, max_batch_size: int = 16,
-                 batch_timeout: float = 0.01) -> None:
+                 batch_timeout: float = 0.0) -> None:
         super().__init__(model, facts, threads, max_batch_size, batch_timeout, "/v1/decode")
 
     def decode_request(self, request: DecodeJob) -> DecodeJob:
