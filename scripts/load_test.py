@@ -175,10 +175,11 @@ def main() -> None:
     p.add_argument("--endpoint", choices=("encode", "decode"), default="encode")
     p.add_argument("--clients", default="1,2,4,8,16", help="comma-separated numbers of concurrent clients")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per (mode, clients) level")
-    p.add_argument("--max-requests", type=int, default=5000, help="requests per level at most")
+    p.add_argument("--max-requests", type=int, default=20000, help="requests per level at most")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured requests per mode")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request at most")
-    p.add_argument("--batch-timeout", type=float, default=0.01, help="batch gathering time with batching on")
+    p.add_argument("--batch-timeout", type=float, default=0.0,
+                   help="the server's --batch-timeout with batching on (default 0, the server's default)")
     p.add_argument("--workers", type=int, default=1, help="inference workers per endpoint")
     p.add_argument("--modes", default="on,off", help="batching modes to run: on, off or both")
     p.add_argument("--output", default="runs/load_test/throughput.png", help="PNG of throughput vs clients")

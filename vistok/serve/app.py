@@ -22,7 +22,7 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/demo.js": ("demo.js
 @dataclass(frozen=True)
 class ServeOptions:
     max_batch_size: int = 16  # 1: batching off
-    batch_timeout: float = 0.01  # seconds a worker waits to fill a batch
+    batch_timeout: float = 0.0  # seconds the oldest request may wait for batch-mates (batching.py)
     workers: int = 1  # inference workers per API (encode, decode) and device
     device: str = "auto"
     api_key: str | None = None
@@ -78,7 +78,8 @@ def build_server(model: str, options: ServeOptions = ServeOptions(), facts: Mode
             for cls in (EncodeAPI, DecodeAPI)]
     server = ls.LitServer(apis, accelerator=accelerator, devices=devices, workers_per_device=options.workers,
                           timeout=options.timeout, info_path="/litserve/info", disable_openapi_url=True,
-                          fast_queue=True,  # ZMQ for responses: measured faster than manager queues here
+                          # no fast_queue: litserve 0.2.19 ignores it, and its ZMQ path would never deliver a
+                          # response if it were used (Lightning-AI/LitServe#751)
                           middlewares=[(Gate, {"facts": facts, "limits": options.limits, "api_key": options.api_key})])
     app = server.app
     app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) not in ("/", "/litserve/info")]

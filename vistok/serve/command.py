@@ -41,8 +41,10 @@ def serve_main(argv: list[str]) -> None:
                    help="address to bind (default 127.0.0.1; 0.0.0.0 or :: need --api-key or --insecure)")
     p.add_argument("--port", type=positive_int, default=8000, help="port (1024-65535, default 8000)")
     p.add_argument("--max-batch-size", type=positive_int, default=16, help="requests per batch (1: batching off)")
-    p.add_argument("--batch-timeout", type=finite_float, default=0.01,
-                   help="seconds a worker waits to fill a batch (default 0.01)")
+    p.add_argument("--batch-timeout", type=finite_float, default=0.0,
+                   help="seconds the oldest request of a batch may wait for more to join it while the worker is "
+                        "idle (default 0: an idle worker starts at once; requests that arrive while it is busy "
+                        "form the next batch)")
     p.add_argument("--workers", type=positive_int, default=1, help="inference workers per endpoint and device")
     p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
     p.add_argument("--api-key", default=None,
@@ -73,7 +75,8 @@ def serve_main(argv: list[str]) -> None:
                            device=a.device, api_key=api_key, timeout=a.timeout, threads=a.threads, limits=limits)
     server, facts, threads = build_server(a.model, options)
     shown = "[::]" if host == "::" else host
-    batching = (f"batching up to {a.max_batch_size} requests / {a.batch_timeout * 1000:g} ms"
+    wait = f"waiting up to {a.batch_timeout * 1000:g} ms for them" if a.batch_timeout else "no waiting for them"
+    batching = (f"batching up to {a.max_batch_size} requests, {wait}"
                 if a.max_batch_size > 1 else "batching off")
     print(f"vistok serve: {a.model} ({facts.image_size} px, 1..{facts.max_tokens} tokens, {facts.codebook_size} codes,"
           f" {facts.decoder} decoder) on http://{shown}:{a.port}/ ; {batching}; {a.workers} worker(s) per endpoint x "
