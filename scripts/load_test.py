@@ -54,7 +54,8 @@ def photo_request(endpoint: str, size: int, max_tokens: int) -> tuple[str, bytes
 
 
 class Server:
-    def __init__(self, model: str, max_batch_size: int, batch_timeout: float, workers: int, log: Path) -> None:
+    def __init__(self, model: str, max_batch_size: int, batch_timeout: float, workers: int, device: str,
+                 log: Path) -> None:
         self.port = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.log = open(log, "wb")
@@ -63,7 +64,7 @@ class Server:
             [sys.executable, "-m", "vistok.cli", "serve", "--model", str(Path(model).resolve()), "--port",
              str(self.port),
              "--max-batch-size", str(max_batch_size), "--batch-timeout", str(batch_timeout),
-             "--workers", str(workers)],
+             "--workers", str(workers), "--device", device],
             cwd=log.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait(self, timeout: float = 180) -> None:
@@ -181,6 +182,7 @@ def main() -> None:
     p.add_argument("--batch-timeout", type=float, default=0.0,
                    help="the server's --batch-timeout with batching on (default 0, the server's default)")
     p.add_argument("--workers", type=int, default=1, help="inference workers per endpoint")
+    p.add_argument("--device", default="auto", help="the server's --device (auto, cpu, cuda, cuda:N)")
     p.add_argument("--modes", default="on,off", help="batching modes to run: on, off or both")
     p.add_argument("--output", default="runs/load_test/throughput.png", help="PNG of throughput vs clients")
     a = p.parse_args()
@@ -211,7 +213,7 @@ def main() -> None:
               f"{cores} cores; {a.duration:g} s per level", flush=True)
         results: dict[str, list[dict]] = {}
         for mode in modes:
-            server = Server(model, MODES[mode], a.batch_timeout if mode == "on" else 0.0, a.workers,
+            server = Server(model, MODES[mode], a.batch_timeout if mode == "on" else 0.0, a.workers, a.device,
                             Path(tmp) / f"serve-{mode}.log")
             try:
                 server.wait()
