@@ -30,6 +30,18 @@ def request(i: int, queued_at: float | None = None) -> tuple:
     return (0, f"uid-{i}", time.monotonic() if queued_at is None else queued_at, {"i": i})
 
 
+class CountingQueue(queue.Queue):
+    """A queue that records its `get` calls as (block, timeout); `get_nowait` shows as (False, None)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def get(self, block=True, timeout=None):
+        self.calls.append((block, timeout))
+        return super().get(block, timeout)
+
+
 def gather(q: queue.Queue, lit_api: SimpleNamespace) -> tuple[list, list, float]:
     t = time.monotonic()
     payloads, timed_out = QueueDelayBatchedLoop().get_batch_requests(lit_api, q, transport=None)
@@ -76,14 +88,8 @@ def test_a_full_batch_goes_at_once_and_the_rest_stay_queued():
 def test_without_a_batch_timeout_an_idle_worker_goes_with_the_request_that_woke_it():
     """batch_timeout=0 (vistok serve's default): the request that wakes an idle worker goes at once, without
     another round trip to the queue; requests queued while the worker was busy are still taken together."""
-    calls = []
-
-    class CountingQueue(queue.Queue):
-        def get(self, block=True, timeout=None):
-            calls.append((block, timeout))
-            return super().get(block, timeout)
-
     q = CountingQueue()
+    calls = q.calls
     threading.Timer(0.1, lambda: q.put(request(0))).start()
     payloads, _, took = gather(q, api(batch_timeout=0.0))
     assert [p[2]["i"] for p in payloads] == [0] and took < 5.0
@@ -99,18 +105,12 @@ def test_without_a_batch_timeout_an_idle_worker_goes_with_the_request_that_woke_
 def test_an_idle_worker_blocks_on_the_queue_instead_of_polling(monkeypatch):
     """litserve's own gathering polls the queue every millisecond (each poll a round trip to the manager
     process); here an idle worker makes one blocking call per `IDLE_BLOCK_S`."""
-    calls = []
-
-    class CountingQueue(queue.Queue):
-        def get(self, block=True, timeout=None):
-            calls.append((block, timeout))
-            return super().get(block, timeout)
-
+    q = CountingQueue()
     monkeypatch.setattr(batching, "IDLE_BLOCK_S", 0.3)
-    payloads, timed_out, took = gather(CountingQueue(), api())
+    payloads, timed_out, took = gather(q, api())
     assert payloads == [] and timed_out == []
     assert 0.29 <= took < 5.0
-    assert calls == [(True, 0.3)]
+    assert q.calls == [(True, 0.3)]
 
 
 def test_requests_that_waited_past_the_request_timeout_are_set_apart():
