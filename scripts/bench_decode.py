@@ -46,7 +46,7 @@ def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
 
 
 def speed(a) -> dict:
-    from vistok.checkpoint import load_tokenizer
+    from vistok.loading import load_tokenizer
     from vistok.tokenizers import build_tokenizer
 
     torch.manual_seed(0)
@@ -85,9 +85,9 @@ def print_speed(r: dict) -> None:
 
 
 def quality(a) -> dict:
-    from vistok.checkpoint import load_tokenizer
     from vistok.data.sample import SamplePhotoCrops
     from vistok.evaluate import EvalSettings, evaluate
+    from vistok.loading import load_tokenizer
     from vistok.metrics.report import save_image_grid
 
     out = Path(a.out)

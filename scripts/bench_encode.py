@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
 
     if a.model:
-        from vistok.checkpoint import load_tokenizer
+        from vistok.loading import load_tokenizer
 
         tok = load_tokenizer(a.model)
     else:

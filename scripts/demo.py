@@ -104,12 +104,12 @@ def main() -> None:
     from PIL import Image
 
     from vistok import Tokenizer
-    from vistok.checkpoint import export_checkpoint
     from vistok.data.images import tensor_to_uint8
     from vistok.data.sample import SamplePhotoCrops
     from vistok.evaluate import EvalSettings, evaluate, summary_table
     from vistok.ladder import save_ladder
     from vistok.metrics.fid import compute_fid
+    from vistok.saving import export_checkpoint
     from vistok.shards.writer import encode_to_shards
 
     # 1. Export the EMA weights of the last checkpoint.

@@ -69,11 +69,11 @@ def main() -> None:
     import torch.nn.functional as F
 
     from vistok import Tokenizer
-    from vistok.checkpoint import export_checkpoint
     from vistok.data.sample_clips import clip_dir
     from vistok.evaluate_video import evaluate_video_model
     from vistok.ladder import save_video_ladder
     from vistok.metrics.video import evaluate_videos
+    from vistok.saving import export_checkpoint
     from vistok.shards.writer import encode_to_shards
 
     # 1. Export the last checkpoint's weights.

@@ -8,7 +8,7 @@ import yaml
 
 from tests.conftest import photo_batch
 from vistok import Tokenizer
-from vistok.checkpoint import load_checkpoint
+from vistok.loading import load_tokenizer
 from vistok.trainers.cli import cli_main
 
 CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
@@ -72,7 +72,7 @@ def test_cli_fits_two_steps_then_exports_identical_model(tmp_path):
     for name in ("config.json", "model.safetensors", "codebook.safetensors", "tokens.json", "README.md"):
         assert (tmp_path / "export" / name).is_file(), name
     x = photo_batch(4)
-    from_ckpt, exported = load_checkpoint(ckpt), Tokenizer.from_pretrained(tmp_path / "export")
+    from_ckpt, exported = load_tokenizer(ckpt), Tokenizer.from_pretrained(tmp_path / "export")
     assert torch.equal(from_ckpt.encode(x), exported.encode(x))
     assert torch.equal(from_ckpt.decode(from_ckpt.encode(x)), exported.decode(exported.encode(x)))
 

@@ -257,8 +257,9 @@ def _tiny_inception(path: Path) -> Path:
 def test_inception_loss_training_is_flagged_by_the_card_and_eval(tmp_path):
     """A model trained with the Inception feature loss (here a small stand-in TorchScript) says so in its
     checkpoint, export (config.json `training`, model card) and `vistok eval`'s notes."""
-    from vistok.checkpoint import export_checkpoint, training_losses
     from vistok.evaluate import EvalSettings, evaluate
+    from vistok.saving import export_checkpoint
+    from vistok.training_record import training_losses
 
     net = _tiny_inception(tmp_path / "inception.pt")
     system = _system(disc=False, perceptual=PerceptualSettings(kind="inception", weight=0.1,
@@ -283,7 +284,7 @@ def test_inception_loss_training_is_flagged_by_the_card_and_eval(tmp_path):
 
 
 def test_gan_config_trains_two_steps_through_the_cli_and_exports(tmp_path):
-    from vistok.checkpoint import export_checkpoint
+    from vistok.saving import export_checkpoint
     from vistok.trainers.cli import cli_main
 
     config = ROOT / "configs" / "demo_gan.yaml"

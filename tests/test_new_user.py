@@ -360,7 +360,7 @@ def test_export_files_are_world_readable_and_the_card_records_the_training(tmp_p
     import os
 
     import vistok
-    from vistok.checkpoint import export_checkpoint
+    from vistok.saving import export_checkpoint
 
     run = tmp_path / "runs" / "version_0"
     (run / "checkpoints").mkdir(parents=True)

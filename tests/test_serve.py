@@ -296,7 +296,7 @@ def test_decode_batches_are_grouped_by_sampler_arguments(tmp_path):
 # --- bind policy and the command line ----------------------------------------------------------------------------
 
 def test_non_loopback_bind_needs_a_key_or_insecure():
-    from vistok.serve.command import check_bind
+    from vistok.serve.bind import check_bind
 
     assert check_bind("127.0.0.1", None, False) == "127.0.0.1"
     assert check_bind("localhost", None, False) == "127.0.0.1"

@@ -21,10 +21,10 @@ from safetensors.torch import load_file
 
 from tests.conftest import photo_batch
 from vistok import Tokenizer
-from vistok.checkpoint import load_checkpoint
 from vistok.cli import main
 from vistok.configurable import to_config
 from vistok.data.images import load_rgb, pil_to_tensor, resize_crop, tensor_to_uint8
+from vistok.loading import load_tokenizer
 from vistok.quantizers.vq import VQQuantizer
 from vistok.shards import TokenDataset, collate_tokens, encode_to_shards, read_manifest
 from vistok.shards.manifest import sha256_file
@@ -290,7 +290,7 @@ def test_export_from_checkpoint_round_trips_tokens_images_and_codebook(kind, tmp
     torch.save({"vistok_config": to_config(tok),
                 "state_dict": {f"tokenizer.{k}": v for k, v in tok.state_dict().items()}}, ckpt)
     main(["export", "--model", str(ckpt), "--output", str(tmp_path / "export")])
-    again, from_ckpt = Tokenizer.from_pretrained(tmp_path / "export"), load_checkpoint(ckpt)
+    again, from_ckpt = Tokenizer.from_pretrained(tmp_path / "export"), load_tokenizer(ckpt)
     x = photo_batch(4)
     for other in (again, from_ckpt):
         assert torch.equal(tok.encode(x), other.encode(x))

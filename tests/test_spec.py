@@ -140,7 +140,7 @@ def test_flow_decoder_from_objects_equals_one_from_the_old_flat_arguments():
                       sampler=EulerSampler(shift=1.0, steps=3))
     torch.manual_seed(0)
     old = from_config({"class_path": "vistok.decoders.flow.FlowDecoder", "init_args": {**FLOW, **FLAT}})
-    assert to_config(old) == to_config(new) and new.sample_steps == 3
+    assert to_config(old) == to_config(new) and new.default_steps == 3
     for a, b in zip(new.state_dict().values(), old.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     torch.nn.init.normal_(new.out_proj.weight, std=0.05)
@@ -180,10 +180,10 @@ def test_an_export_written_before_the_spec_loads_and_decodes_as_it_did(name, tmp
     assert "cond_drop_prob" not in config["init_args"], "a re-export writes the current arguments"
 
 
-def test_the_hub_imports_no_model_code():
+def test_loading_and_saving_import_no_model_code():
     import subprocess
 
-    code = ("import sys, vistok.hub, vistok.token_spec, vistok.jsonfile; "
+    code = ("import sys, vistok.loading, vistok.saving, vistok.token_spec, vistok.jsonfile; "
             "assert not any(m.startswith(('vistok.tokenizers', 'vistok.decoders')) for m in sys.modules), "
             "sorted(m for m in sys.modules if m.startswith('vistok'))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

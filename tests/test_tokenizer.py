@@ -29,8 +29,8 @@ def test_every_variant_runs_forward_backward_and_every_parameter_gets_a_gradient
     if tok.token_dropout is not None:
         tok.token_dropout.full_prob = 0.0
         torch.manual_seed(3)  # a draw with some K < N, so the dropped-token embedding is used
-    generative = hasattr(tok.decoder, "training_loss")
-    if generative or getattr(tok.encoder, "linear_path", None) is not None:
+    generative = tok.decoder.generative
+    if generative or tok.encoder.linear_path is not None:
         # adaLN-zero gates, DiT's zero final layer and the zero last layers beside a linear path block every
         # gradient upstream at step 0: give the zero-initialised weights small values so that the check sees
         # every path.
@@ -205,15 +205,15 @@ def test_save_pretrained_is_atomic_and_refuses_a_non_empty_target_unless_overwri
     def fail(*args, **kwargs):
         raise Boom("disk full")
 
-    import vistok.hub
+    import vistok.saving
 
-    original = vistok.hub.save_file
-    vistok.hub.save_file = fail
+    original = vistok.saving.save_file
+    vistok.saving.save_file = fail
     try:
         with pytest.raises(Boom):
             a.save_pretrained(out, overwrite=True)
     finally:
-        vistok.hub.save_file = original
+        vistok.saving.save_file = original
     assert Tokenizer.from_pretrained(out).max_tokens == 4, "a failed export leaves the old one in place"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "notes"]
 
@@ -250,7 +250,7 @@ def test_from_pretrained_refuses_wrong_dtypes_shapes_non_finite_and_mistyped_con
 
 
 def test_loading_an_export_directory_as_a_checkpoint_says_so(tmp_path):
-    from vistok.checkpoint import load_checkpoint
+    from vistok.loading import load_checkpoint
 
     out = build_tokenizer("titok-tiny").save_pretrained(tmp_path / "export")
     with pytest.raises(ValueError, match="already an export directory"):

@@ -27,10 +27,9 @@ import torch
 from PIL import Image
 
 from vistok.data.images import tensor_to_uint8
-from vistok.data.model_clips import DEFAULT_FPS
 
 
-def _output_dir(path: str | Path, overwrite: bool) -> Path:
+def output_dir(path: str | Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--output {path} exists and is not a directory")
@@ -156,104 +155,24 @@ def decode_to_pngs(tok: Any, sequences: Iterator[tuple[str, torch.Tensor]], outp
     return count
 
 
-def _common_arguments(p: Any) -> None:
-    from vistok.cli import finite_float, positive_float, positive_int
-    from vistok.devices import AUTO
-    from vistok.devices import HELP as DEVICE_HELP
-
-    p.add_argument("--num-tokens", type=positive_int, default=None,
-                   help="decode the first K tokens of each sequence (default: all of them)")
-    p.add_argument("--steps", type=positive_int, default=None, help="sampler steps (generative decoders)")
-    p.add_argument("--guidance", type=finite_float, default=None, help="guidance scale (generative decoders)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (generative decoders)")
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --output directory")
-    p.add_argument("--format", choices=("mp4", "png"), default="mp4", dest="video_format",
-                   help="video models: an mp4 per clip, or a folder of frame PNGs per clip")
-    p.add_argument("--fps", type=positive_float, default=None,
-                   help="video models: frame rate of the written mp4 (decode: default the sample's, else 8; "
-                        "reconstruct: also the rate the videos are read at, default each file's own)")
-
-
-def _model(a: Any):
-    from vistok.checkpoint import load_tokenizer
-    from vistok.devices import resolve_device
-
-    device = resolve_device(a.device)  # before the (slow) model load
-    tok = load_tokenizer(a.model, device)
-    if a.num_tokens is not None and a.num_tokens > tok.max_tokens:
-        raise ValueError(f"--num-tokens {a.num_tokens}: the model decodes 1..{tok.max_tokens} tokens")
-    sampling = {k: v for k, v in dict(steps=a.steps, guidance_scale=a.guidance, seed=a.seed).items() if v is not None}
-    return tok, sampling
-
-
-def decode_main(argv: list[str]) -> None:
-    from vistok.cli import parser
-
-    p = parser("vistok decode", "Decode token shards (or a .npy of ids) to one PNG per sample, named by its key.")
-    p.add_argument("--model", required=True, help="export directory or .ckpt")
-    p.add_argument("--input", required=True, nargs="+",
-                   help="token shard directory (its manifest), shard urls / brace patterns, or .npy files of "
-                        "integer ids, shape (K,) or (B, K)")
-    p.add_argument("--output", required=True, help="directory for the PNGs (new or empty unless --overwrite)")
-    _common_arguments(p)
-    a = p.parse_args(argv)
-    output = Path(a.output)
-    if output.is_dir() and any(output.iterdir()) and not a.overwrite:  # before the model load
-        _output_dir(output, a.overwrite)
-    tok, sampling = _model(a)
-    infos: dict[str, dict] = {}
-    sequences = token_sequences(a.input, tok.codebook_size, tok.frame_tokens if tok.input_spec.is_video else None,
-                                infos)
-    first = next(sequences, None)  # a bad input fails before the output directory is made
-    if first is None:
-        raise ValueError(f"--input {' '.join(a.input)}: no token sequences")
-    output = _output_dir(output, a.overwrite)
-
-    def chained() -> Iterator[tuple[str, torch.Tensor]]:
-        yield first
-        yield from sequences
-
-    n = decode_to_pngs(tok, chained(), output, a.num_tokens, a.batch_size, infos=infos,
-                       default_fps=a.fps or DEFAULT_FPS, video_format=a.video_format, **sampling)
-    print(f"decoded {n} samples -> {output}")
-
-
-def reconstruct_main(argv: list[str]) -> None:
+def reconstruct_images(tok: Any, root: Path, output: Path, num_tokens: int | None, batch_size: int,
+                       overwrite: bool, **sampling: Any) -> str:
+    """`vistok reconstruct` with an image model: every image of the folder encoded and decoded, PNGs mirroring
+    the folder; returns the summary line (count, K, mean PSNR, skipped files)."""
     from tqdm import tqdm
 
-    from vistok.cli import parser
     from vistok.data.images import list_images, load_images
     from vistok.metrics.psnr import per_image_psnr
 
-    p = parser("vistok reconstruct", "Encode and decode a folder of images (resized and centre-cropped to the "
-               "model's size, as encode does); write the reconstructions as PNGs and print the mean PSNR.")
-    p.add_argument("--model", required=True, help="export directory or .ckpt")
-    p.add_argument("--input", required=True,
-                   help="image folder (recursive); a video model takes videos and images (one-frame videos)")
-    p.add_argument("--output", required=True,
-                   help="directory for the PNGs, mirroring the input's subfolders (new or empty unless --overwrite)")
-    _common_arguments(p)
-    a = p.parse_args(argv)
-    root = Path(a.input)
-    output = Path(a.output)
-    if output.is_dir() and any(output.iterdir()) and not a.overwrite:
-        _output_dir(output, a.overwrite)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--input {root}: no such folder")
-    tok, sampling = _model(a)
-    if tok.input_spec.is_video:
-        return _reconstruct_videos(a, tok, sampling, root, output)
     files = list_images(root)
-    output = _output_dir(output, a.overwrite)
+    output = output_dir(output, overwrite)
     names = _png_names(root, files)
     psnrs: list[float] = []
     skipped = 0
     with tqdm(total=len(files), unit="img", desc="reconstruct", dynamic_ncols=True) as bar:
-        for i in range(0, len(files), a.batch_size):
+        for i in range(0, len(files), batch_size):
             chunk, images = [], []
-            for f in files[i:i + a.batch_size]:
+            for f in files[i:i + batch_size]:
                 try:
                     images.append(load_images(f, tok.input_spec.side)[0])
                     chunk.append(f)
@@ -262,21 +181,23 @@ def reconstruct_main(argv: list[str]) -> None:
                     skipped += 1
             if images:
                 x = torch.stack(images).to(tok.device)  # (B, 3, S, S)
-                recon = tok.decode(tok.encode(x, num_tokens=a.num_tokens), **sampling)
+                recon = tok.decode(tok.encode(x, num_tokens=num_tokens), **sampling)
                 psnrs += per_image_psnr(recon, x).cpu().tolist()
                 for f, image in zip(chunk, recon.cpu()):
                     save_png(image, output / names[f])
-            bar.update(len(files[i:i + a.batch_size]))
+            bar.update(len(files[i:i + batch_size]))
     if not psnrs:
         raise ValueError(f"--input {root}: none of the {len(files)} images could be read")
-    k = a.num_tokens or tok.max_tokens
+    k = num_tokens or tok.max_tokens
     tail = f" ({skipped} unreadable images skipped)" if skipped else ""
-    print(f"reconstructed {len(psnrs)} images at K={k} tokens -> {output}; mean PSNR {np.mean(psnrs):.2f} dB{tail}")
+    return f"reconstructed {len(psnrs)} images at K={k} tokens -> {output}; mean PSNR {np.mean(psnrs):.2f} dB{tail}"
 
 
-def _reconstruct_videos(a: Any, tok: Any, sampling: dict[str, Any], root: Path, output: Path) -> None:
+def reconstruct_videos(tok: Any, root: Path, output: Path, num_tokens: int | None, fps: float | None,
+                       video_format: str, overwrite: bool, **sampling: Any) -> str:
     """`vistok reconstruct` with a video model: every video (and image) of the folder as the model's clip,
-    encoded and decoded one at a time; `<name>.mp4` (or frame PNGs) mirroring the folder; mean per-frame PSNR."""
+    encoded and decoded one at a time; `<name>.mp4` (or frame PNGs) mirroring the folder; returns the summary
+    line (mean per-frame PSNR)."""
     from tqdm import tqdm
 
     from vistok.data.images import IMAGE_EXTENSIONS, no_images_error, scan_images
@@ -287,26 +208,26 @@ def _reconstruct_videos(a: Any, tok: Any, sampling: dict[str, Any], root: Path, 
     listing = scan_images(root, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
     if not listing.files:
         raise no_images_error(listing)
-    output = _output_dir(output, a.overwrite)
+    output = output_dir(output, overwrite)
     names = _png_names(root, listing.files)
     psnrs: list[float] = []
     skipped = 0
     for f in tqdm(listing.files, unit="clip", desc="reconstruct", dynamic_ncols=True):
         try:
-            clip = load_model_clip(f, tok.input_spec, fps=a.fps)
+            clip = load_model_clip(f, tok.input_spec, fps=fps)
         except OSError as e:
             tqdm.write(f"skipping {e}")
             skipped += 1
             continue
         x = clip.video[None].to(tok.device)  # (1, 3, T, S, S)
-        recon = tok.decode(tok.encode(x, num_tokens=a.num_tokens), **sampling)
+        recon = tok.decode(tok.encode(x, num_tokens=num_tokens), **sampling)
         x = x[:, :, : recon.shape[2]]  # a grid prefix (--num-tokens) decodes its first frames only
         psnrs.append(float(per_frame_psnr_ssim(x.cpu(), recon.cpu())[0].mean()))
-        save_video(recon[0].cpu(), output, names[f].removesuffix(".png"), a.fps or clip.fps, a.video_format)
+        save_video(recon[0].cpu(), output, names[f].removesuffix(".png"), fps or clip.fps, video_format)
     if not psnrs:
         raise ValueError(f"--input {root}: none of the {len(listing.files)} files could be read")
     tail = f" ({skipped} unreadable files skipped)" if skipped else ""
-    print(f"reconstructed {len(psnrs)} clips -> {output}; mean per-frame PSNR {np.mean(psnrs):.2f} dB{tail}")
+    return f"reconstructed {len(psnrs)} clips -> {output}; mean per-frame PSNR {np.mean(psnrs):.2f} dB{tail}"
 
 
 def _png_names(root: Path, files: list[Path]) -> dict[Path, str]:

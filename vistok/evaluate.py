@@ -25,13 +25,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vistok.checkpoint import FLATTERED_RFID
 from vistok.metrics.codebook import CodebookStats
 from vistok.metrics.codecs import CodecSweep, check_codecs
 from vistok.metrics.fid import FID, InceptionFeatures
 from vistok.metrics.pixel import LPIPS_SKIPPED, PixelMetrics, load_lpips
 from vistok.metrics.report import plot_rate_distortion, save_image_grid
 from vistok.tokenizers.prefixes import decode_prefixes, pow2_lengths
+from vistok.training_record import FLATTERED_RFID
 
 CSV_COLUMNS = ("method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips", "colour_error",
                "codebook_usage",
@@ -112,8 +112,9 @@ def _say(settings: EvalSettings, message: str) -> None:
 
 def evaluate(settings: EvalSettings) -> dict[str, Any]:
     """Run the evaluation, write the outputs, return the metrics.json content."""
-    from vistok.checkpoint import load_tokenizer, trained_on_fid_network, training_losses
     from vistok.devices import resolve_device
+    from vistok.loading import load_tokenizer
+    from vistok.training_record import trained_on_fid_network, training_losses
 
     start = time.perf_counter()
     check_codecs(settings.baselines)

@@ -29,14 +29,14 @@ def is_video_model(path: str | Path) -> bool:
     spec_file = Path(path) / "tokens.json"
     if spec_file.is_file():
         return input_spec(json.loads(spec_file.read_text())).is_video
-    from vistok.checkpoint import load_tokenizer
+    from vistok.loading import load_tokenizer
 
     return load_tokenizer(path).input_spec.is_video
 
 
 def model_clip_frames(tok: Any) -> int:
     """The clip length a video model is evaluated at: what it was built for."""
-    return int(getattr(tok.encoder, "num_frames", None) or tok.input_spec.frame_counts(17)[-1])
+    return int(tok.encoder.num_frames)
 
 
 def _folder_clips(tok: Any, root: Path, frames: int, fps: float | None, limit: int | None,

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from vistok.data.images import load_rgb, pil_to_tensor, resize_crop
 from vistok.metrics.psnr import per_image_psnr
 from vistok.metrics.report import save_image_grid
 from vistok.tokenizers.prefixes import pow2_lengths, prefix_reconstructions
@@ -60,43 +59,3 @@ def save_video_ladder(tok, video: torch.Tensor, path: str | Path, frames: int = 
     save_image_grid(columns, path, [f"t={int(i)}" for i in idx], title=f"token ladder: first K {what}",
                     row_labels=labels)
     return quality
-
-
-def ladder_main(argv: list[str]) -> None:
-    from vistok.checkpoint import load_tokenizer
-    from vistok.cli import finite_float, parser, positive_int
-    from vistok.devices import AUTO, resolve_device
-    from vistok.devices import HELP as DEVICE_HELP
-
-    p = parser("vistok ladder", "Decode images at K = 1, 2, 4, ..., N tokens.")
-    p.add_argument("--model", required=True, help="export directory or .ckpt")
-    p.add_argument("--input", required=True, nargs="+",
-                   help="image file(s); centre-cropped to the model's size (a video model: one video)")
-    p.add_argument("--output", required=True, help="PNG to write (an existing file only with --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
-    p.add_argument("--steps", type=positive_int, default=None, help="sampler steps (generative decoders)")
-    p.add_argument("--guidance", type=finite_float, default=None, help="guidance scale (generative decoders)")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    if Path(a.output).exists() and not (a.overwrite and Path(a.output).is_file()):
-        raise FileExistsError(f"--output {a.output} exists; choose another file or pass --overwrite to replace it"
-                              if Path(a.output).is_file() else f"--output {a.output} exists and is not a file")
-    device = resolve_device(a.device)
-    tok = load_tokenizer(a.model, device)
-    sampling = {k: v for k, v in dict(steps=a.steps, guidance_scale=a.guidance, seed=a.seed).items() if v is not None}
-    if tok.input_spec.is_video:
-        from vistok.data.model_clips import load_model_clip
-
-        if len(a.input) != 1:
-            raise ValueError("a video model's ladder takes one video (or image) file as --input")
-        quality = save_video_ladder(tok, load_model_clip(a.input[0], tok.input_spec).video, a.output, **sampling)
-        print("K     " + " ".join(f"{k:>6d}" for k in quality))
-        print("PSNR  " + " ".join(f"{q:6.2f}" for q in quality.values()))
-        print(f"wrote {a.output}")
-        return
-    images = torch.stack([pil_to_tensor(resize_crop(load_rgb(f), tok.input_spec.side)) for f in a.input])
-    quality = save_ladder(tok, images.to(device), a.output, **sampling)
-    print("K     " + " ".join(f"{k:>6d}" for k in quality))
-    print("PSNR  " + " ".join(f"{q:6.2f}" for q in quality.values()))
-    print(f"wrote {a.output}")

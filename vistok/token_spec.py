@@ -32,7 +32,7 @@ def token_spec(tokenizer: Any) -> dict[str, Any]:
         "token_dtype": "uint16" if v <= 65536 else "int32",
         "token_grid": list(tokenizer.token_grid()),
     }
-    order = getattr(tokenizer.encoder, "token_order", None)
+    order = tokenizer.encoder.token_order
     if order is not None:
         spec["order"] = order
     if len(spec["token_grid"]) > 1:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from vistok.configurable import class_path, configurable
+from vistok.decoders.base import Decoder
 from vistok.decoders.latent import FrozenVAE
 from vistok.decoders.rectified_flow import EulerSampler, RectifiedFlow
 from vistok.input_spec import InputSpec, image_hw
@@ -65,7 +66,7 @@ class TimestepEmbedding(nn.Module):
 
 
 @configurable
-class FlowDecoder(nn.Module):
+class FlowDecoder(Decoder):
     def __init__(
         self,
         image_size: int | tuple[int, int] = 256,
@@ -137,9 +138,12 @@ class FlowDecoder(nn.Module):
         # generator (on this module's device) and checkpoint its state for an exact resume.
         self.generator: torch.Generator | None = None
 
+    generative = True
+    sampler_arguments = ("steps", "guidance_scale", "seed")
+
     @property
-    def sample_steps(self) -> int:
-        """The sampler's default number of steps (an older name, kept for callers)."""
+    def default_steps(self) -> int:
+        """The sampler's default number of steps."""
         return self.sampler.steps
 
     legacy_state_keys = legacy_keys("mask_token")

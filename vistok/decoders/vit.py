@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from vistok.configurable import configurable
+from vistok.decoders.base import Decoder
 from vistok.input_spec import InputSpec, image_hw
 from vistok.nn.attention import key_padding_mask
 from vistok.nn.blocks import Transformer
@@ -29,7 +30,7 @@ from vistok.nn.token_fill import TokenFill, legacy_keys
 
 
 @configurable
-class ViTPixelDecoder(nn.Module):
+class ViTPixelDecoder(Decoder):
     legacy_state_keys = legacy_keys("dropped_token")  # names in exports before `TokenFill`
 
     def __init__(
@@ -89,6 +90,3 @@ class ViTPixelDecoder(nn.Module):
             out = out + self.linear_path(codes, valid)
         return out
 
-    def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, **sampling) -> torch.Tensor:
-        """Inference entry point shared by all decoders; a pixel decoder ignores sampler arguments."""
-        return self.forward(codes, valid)

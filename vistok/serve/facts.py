@@ -53,17 +53,17 @@ class ModelFacts:
 
 def model_facts(tok: Any) -> ModelFacts:
     """The facts of a loaded `Tokenizer`."""
-    from vistok.hub import token_spec
+    from vistok.token_spec import token_spec
 
     spec = token_spec(tok)
-    generative = hasattr(tok.decoder, "training_loss")
+    generative = tok.decoder.generative
     return ModelFacts(
         image_size=int(tok.input_spec.side),
-        channels=int(getattr(tok.encoder, "in_channels", 3)),
+        channels=int(tok.input_spec.channels),
         max_tokens=int(tok.max_tokens),
         codebook_size=int(tok.codebook_size),
         decoder="rectified-flow" if generative else "pixel",
-        default_steps=int(tok.decoder.sample_steps) if generative and hasattr(tok.decoder, "sample_steps") else None,
+        default_steps=tok.decoder.default_steps,
         special_tokens=dict(spec["special_tokens"]),
         vocab_size=int(spec["vocab_size"]),
         order=str(spec["order"]),

@@ -8,7 +8,6 @@ hash and count) is also what an encode rerun uses to find the tasks it must redo
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 from pathlib import Path
@@ -78,19 +77,3 @@ def verify_shards(directory: str | Path) -> tuple[list[str], dict[str, int]]:
                         f"list {encoded} samples")
     counts = {"shards": len(shards), "samples": encoded, "skipped": len(doc.get("skipped", []))}
     return problems, counts
-
-
-def verify_main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="vistok verify", allow_abbrev=False,
-                                description="Check a token-shard directory (hashes, sample counts, ids) against "
-                                "its manifest.json; exits 1 when anything is wrong.")
-    p.add_argument("shards", help="directory written by `vistok encode`")
-    a = p.parse_args(argv)
-    problems, counts = verify_shards(a.shards)
-    for line in problems:
-        print(line)
-    state = f"{len(problems)} problem(s)" if problems else "OK"
-    print(f"{a.shards}: {counts['shards']} shards, {counts['samples']} samples, {counts['skipped']} inputs "
-          f"skipped by the encoder: {state}")
-    if problems:
-        raise SystemExit(1)

@@ -143,7 +143,7 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _load_model(model: Any, device: str | torch.device | None) -> tuple[Any, str | None]:
-    from vistok.checkpoint import load_tokenizer
+    from vistok.loading import load_tokenizer
 
     path = None
     if isinstance(model, (str, Path)):

@@ -27,16 +27,18 @@ from einops import rearrange
 from torch import nn
 
 from vistok.configurable import configurable
+from vistok.decoders.base import Decoder
 from vistok.input_spec import InputSpec
 from vistok.nn.attention import key_padding_mask
 from vistok.nn.blocks import Transformer
 from vistok.nn.patch3d import VideoPatchEmbed, VideoPatchHead, latent_frames
 from vistok.nn.token_fill import TokenFill
+from vistok.tokenizers.encoder import Encoder
 from vistok.tokenizers.omni import _grid
 
 
 @configurable
-class LARPEncoder(nn.Module):
+class LARPEncoder(Encoder):
     def __init__(
         self,
         image_size: int | tuple[int, int] = 128,
@@ -85,7 +87,7 @@ class LARPEncoder(nn.Module):
 
 
 @configurable
-class LARPDecoder(nn.Module):
+class LARPDecoder(Decoder):
     def __init__(
         self,
         image_size: int | tuple[int, int] = 128,
@@ -129,5 +131,3 @@ class LARPDecoder(nn.Module):
         z = rearrange(self.norm_post(y[:, : self.num_patches]), "b (t h w) d -> b t h w d", t=t, h=h, w=w)
         return self.head(z)
 
-    def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, **sampling) -> torch.Tensor:
-        return self.forward(codes, valid)

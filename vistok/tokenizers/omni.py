@@ -25,10 +25,12 @@ from einops import rearrange
 from torch import nn
 
 from vistok.configurable import configurable
+from vistok.decoders.base import Decoder
 from vistok.input_spec import InputSpec, image_hw
 from vistok.nn.linear_path import VideoPatchLinearPath
 from vistok.nn.patch3d import VideoPatchEmbed, VideoPatchHead, latent_frames
 from vistok.nn.spacetime import SpaceTimeTransformer
+from vistok.tokenizers.encoder import Encoder
 
 
 def _grid(image_size: int | tuple[int, int], patch_size: int) -> tuple[int, int, int, int]:
@@ -39,7 +41,7 @@ def _grid(image_size: int | tuple[int, int], patch_size: int) -> tuple[int, int,
 
 
 @configurable
-class OmniEncoder(nn.Module):
+class OmniEncoder(Encoder):
     token_order = "time-major"
 
     def __init__(
@@ -102,7 +104,7 @@ class OmniEncoder(nn.Module):
 
 
 @configurable
-class OmniDecoder(nn.Module):
+class OmniDecoder(Decoder):
     def __init__(
         self,
         image_size: int | tuple[int, int] = 256,
@@ -158,6 +160,3 @@ class OmniDecoder(nn.Module):
         out = self.head(self.norm(self.transformer(self.proj(grid) + self.pos)), starts_video)
         return out if self.linear_path is None else out + self.linear_path(grid, starts_video)
 
-    def reconstruct(self, codes: torch.Tensor, valid: torch.Tensor | None = None, **sampling) -> torch.Tensor:
-        """Inference entry point shared by all decoders (sampler arguments are ignored)."""
-        return self.forward(codes, valid)

@@ -19,8 +19,8 @@ from vistok.tokenizers.tokenizer import Tokenizer
 
 
 def _linear_paths(tokenizer: Tokenizer) -> tuple[nn.Linear, nn.Linear]:
-    enc = getattr(tokenizer.encoder, "linear_path", None)
-    dec = getattr(tokenizer.decoder, "linear_path", None)
+    enc = tokenizer.encoder.linear_path
+    dec = tokenizer.decoder.linear_path
     if enc is None or dec is None:
         raise ValueError("PCA initialisation needs an encoder and a decoder built with linear_path=True")
     return enc.proj, dec.proj
@@ -95,8 +95,8 @@ def patch_pca_init(tokenizer: Tokenizer, videos: torch.Tensor, alpha: float = 0.
     of a later token as component j of the t x p x p patches (time and space together), whitened and scaled by
     `alpha`; the decoder maps each quantized coefficient back with a least-squares gain, so the tokenizer
     starts as a quantized per-patch PCA codec. Returns the share of variance kept for both kinds of patch."""
-    enc = getattr(tokenizer.encoder, "linear_path", None)
-    dec = getattr(tokenizer.decoder, "linear_path", None)
+    enc = tokenizer.encoder.linear_path
+    dec = tokenizer.decoder.linear_path
     if enc is None or dec is None or not hasattr(enc, "patches"):
         raise ValueError("patch PCA initialisation needs a grid video encoder and decoder built with "
                          "linear_path=True")

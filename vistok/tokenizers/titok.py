@@ -28,10 +28,11 @@ from vistok.input_spec import InputSpec, image_hw
 from vistok.nn.blocks import Transformer
 from vistok.nn.linear_path import LinearEncoderPath
 from vistok.nn.patch import build_stem
+from vistok.tokenizers.encoder import Encoder
 
 
 @configurable
-class TiTokEncoder(nn.Module):
+class TiTokEncoder(Encoder):
     def __init__(
         self,
         image_size: int | tuple[int, int] = 256,

@@ -1,6 +1,7 @@
 """`Tokenizer`: encoder -> quantizer -> (token dropout) -> decoder, with the user-facing encode/decode API.
 
-Plain `nn.Module`; training objectives live in `vistok.trainers`, export in `vistok.hub`.
+Plain `nn.Module`; training objectives live in `vistok.trainers`, saving and loading in `vistok.saving` and
+`vistok.loading`.
 
 One source of truth: the encoder's `input_spec` (channels, frames rule, height, width), `num_tokens` and
 `token_dim` are the tokenizer's; the constructor refuses a quantizer, decoder or token dropout that disagrees,
@@ -29,8 +30,10 @@ import torch
 from torch import nn
 
 from vistok.configurable import configurable
+from vistok.decoders.base import Decoder
 from vistok.input_spec import InputSpec
 from vistok.quantizers.base import Quantizer, QuantizerOutput
+from vistok.tokenizers.encoder import Encoder
 
 
 @dataclass
@@ -68,28 +71,32 @@ def _warn_zero_one(lo: float, hi: float) -> None:
                   "files with vistok.load_images(paths, tok.image_size). Shown once.", UserWarning, stacklevel=4)
 
 
-def _check_parts(encoder: nn.Module, quantizer: Quantizer, decoder: nn.Module,
+def _check_parts(encoder: Encoder, quantizer: Quantizer, decoder: Decoder,
                  token_dropout: nn.Module | None) -> None:
-    """Encoder, quantizer, decoder and token dropout must agree on N, the token dimension and the image; each
-    error names both sides (a TailDrop(16) in an N = 32 tokenizer would otherwise never train the tail)."""
-    n, d = getattr(encoder, "num_tokens", None), getattr(encoder, "token_dim", None)
+    """Each part keeps its contract (`Encoder`, `Quantizer`, `Decoder`), and they agree on N, the token dimension
+    and the image; each error names both sides (a TailDrop(16) in an N = 32 tokenizer would otherwise never
+    train the tail)."""
+    for name, part, contract in (("encoder", encoder, Encoder), ("quantizer", quantizer, Quantizer),
+                                 ("decoder", decoder, Decoder)):
+        if not isinstance(part, contract):
+            raise TypeError(f"the {name} ({type(part).__name__}) must subclass {contract.__module__}."
+                            f"{contract.__name__}")
+    n, d = encoder.num_tokens, encoder.token_dim
     if d != quantizer.dim:
         raise ValueError(f"encoder.token_dim ({d}) must equal quantizer.dim ({quantizer.dim})")
-    pairs = [("decoder.num_tokens", getattr(decoder, "num_tokens", n), "encoder.num_tokens", n),
-             ("decoder.token_dim", getattr(decoder, "token_dim", d), "encoder.token_dim", d)]
+    pairs = [("decoder.num_tokens", decoder.num_tokens, "encoder.num_tokens", n),  # None: a grid takes any
+             ("decoder.token_dim", decoder.token_dim, "encoder.token_dim", d)]
     if token_dropout is not None:
-        pairs.append(("token_dropout.num_tokens", getattr(token_dropout, "num_tokens", n), "encoder.num_tokens", n))
-    linear = getattr(decoder, "linear_path", None)
+        pairs.append(("token_dropout.num_tokens", token_dropout.num_tokens, "encoder.num_tokens", n))
+    linear = decoder.linear_path
     if linear is not None:  # a whole-image path sizes its tokens (a per-patch one follows the decoder's grid)
-        pairs += [("decoder.linear_path.num_tokens", getattr(linear, "num_tokens", n), "encoder.num_tokens", n),
-                  ("decoder.linear_path.token_dim", getattr(linear, "token_dim", d), "encoder.token_dim", d)]
+        pairs += [("decoder.linear_path.num_tokens", getattr(linear, "num_tokens", None), "encoder.num_tokens", n),
+                  ("decoder.linear_path.token_dim", getattr(linear, "token_dim", None), "encoder.token_dim", d)]
     for name, value, other, want in pairs:
-        if value != want:
+        if value is not None and value != want:
             raise ValueError(f"{name} ({value}) must equal {other} ({want})")
-    spec, out = getattr(encoder, "input_spec", None), getattr(decoder, "output_spec", None)
-    if spec is None:
-        raise ValueError(f"the encoder ({type(encoder).__name__}) has no input_spec")
-    if out is not None and out != spec:
+    spec, out = encoder.input_spec, decoder.output_spec
+    if out != spec:
         raise ValueError(f"the decoder's output {out.shape_text()} (decoder image_size / channels) must equal the "
                          f"encoder's input {spec.shape_text()} (encoder image_size / channels)")
 
@@ -98,9 +105,9 @@ def _check_parts(encoder: nn.Module, quantizer: Quantizer, decoder: nn.Module,
 class Tokenizer(nn.Module):
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: Encoder,
         quantizer: Quantizer,
-        decoder: nn.Module,
+        decoder: Decoder,
         token_dropout: nn.Module | None = None,
         prior: nn.Module | None = None,
     ) -> None:
@@ -138,13 +145,12 @@ class Tokenizer(nn.Module):
     @property
     def frame_tokens(self) -> int | None:
         """Tokens per latent frame of a space-time grid tokenizer; None for 1D tokenizers."""
-        return getattr(self.encoder, "tokens_per_frame", None)
+        return self.encoder.tokens_per_frame
 
     def token_grid(self, frames: int | None = None) -> tuple[int, ...]:
         """The token layout: (T', h, w) of a clip of `frames` frames for a space-time grid tokenizer (default: the
         clip length it was built for), (N,) for a 1D one."""
-        grid = getattr(self.encoder, "token_grid", None)
-        return tuple(grid(frames)) if grid is not None else (self.max_tokens,)
+        return tuple(self.encoder.token_grid(frames))
 
     @property
     def device(self) -> torch.device:
@@ -166,7 +172,7 @@ class Tokenizer(nn.Module):
         codes, valid = quant.codes, None
         if self.token_dropout is not None:
             codes, valid = self.token_dropout(codes)  # (B, K, d), (B, K) | None
-        if hasattr(self.decoder, "training_loss"):  # a generative decoder trains on its own objective
+        if self.decoder.generative:  # a generative decoder trains on its own objective
             loss, recon = self.decoder.training_loss(codes, valid, images)
             return TokenizerOutput(recon, quant, valid, loss, prior_loss)
         recon = self.decoder(codes, valid)
@@ -327,12 +333,13 @@ class Tokenizer(nn.Module):
     # --- export ------------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write an export directory atomically; a non-empty `path` is replaced only with `overwrite`."""
-        from vistok.hub import save_pretrained
+        from vistok.saving import save_pretrained
 
         return save_pretrained(self, path, overwrite=overwrite)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Tokenizer:
-        from vistok.hub import from_pretrained
+        """An export directory or a `vistok fit` .ckpt (`vistok.loading.load_tokenizer`), in eval mode."""
+        from vistok.loading import load_tokenizer
 
-        return from_pretrained(path, map_location)
+        return load_tokenizer(path, map_location)

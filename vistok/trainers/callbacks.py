@@ -125,9 +125,10 @@ class PCAInit(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        from vistok.nn.linear_path import VideoPatchLinearPath
         from vistok.tokenizers.pca_init import patch_pca_init, pca_init
 
-        video = hasattr(getattr(pl_module.tokenizer.encoder, "linear_path", None), "patches")
+        video = isinstance(pl_module.tokenizer.encoder.linear_path, VideoPatchLinearPath)  # per-patch (video)
         key = "video" if video else "image"
         loader = trainer.datamodule.train_dataloader()
         items, n, epoch = [], 0, 0

@@ -92,7 +92,7 @@ class TokenizerSystem(pl.LightningModule):
         self.perceptual_weight = perceptual.weight if perceptual is not None else 0.0
         needs_pixels = [what for what, on in (("a discriminator", discriminator is not None),
                                              ("a perceptual loss", self.perceptual is not None)) if on]
-        if needs_pixels and hasattr(tokenizer.decoder, "training_loss"):
+        if needs_pixels and tokenizer.decoder.generative:
             raise ValueError(f"{' and '.join(needs_pixels)} need(s) a reconstruction in training; "
                              f"{type(tokenizer.decoder).__name__} trains on its own objective and returns none")
         self.automatic_optimization = discriminator is None
@@ -298,7 +298,7 @@ class TokenizerSystem(pl.LightningModule):
         """The losses this system trains with, for the checkpoint, the export and `vistok eval` (which says
         when rFID's own Inception network was a training loss)."""
         hp = self.hparams
-        rec = ({"kind": "flow"} if hasattr(self.tokenizer.decoder, "training_loss") else
+        rec = ({"kind": "flow"} if self.tokenizer.decoder.generative else
                {"kind": "pixel", "l1": hp.l1_weight, "l2": hp.l2_weight, "colour": hp.colour_weight})
         adv = None
         if self.adversarial is not None:

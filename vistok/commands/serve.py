@@ -1,37 +1,14 @@
-"""`vistok serve`: the command line of the server."""
+"""`vistok serve`: encode/decode over HTTP (litserve, dynamic batching) with a demo page (`vistok.serve`)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 
-LOOPBACK = ("127.0.0.1", "localhost")
-LITSERVE_HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the only addresses litserve binds
+from vistok.commands.args import add_device, finite_float, parser, positive_float, positive_int
 
 
-def check_bind(host: str, api_key: str | None, insecure: bool) -> str:
-    """The address to bind, or a ValueError: loopback by default; any other address needs an API key or
-    an explicit --insecure."""
-    if host in LOOPBACK:
-        return "127.0.0.1"
-    if host not in LITSERVE_HOSTS:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"--host {host!r} is not an IP address") from None
-        raise ValueError(f"--host {host}: litserve binds 127.0.0.1 (default), 0.0.0.0 (all IPv4 interfaces) or :: "
-                         "(all interfaces) only")
-    if not api_key and not insecure:
-        raise ValueError(f"refusing to bind {host} (reachable from other machines) without authentication: pass "
-                         "--api-key KEY (or set VISTOK_API_KEY), or --insecure to serve without a key anyway")
-    return host
-
-
-def serve_main(argv: list[str]) -> None:
-    from vistok.cli import finite_float, parser, positive_float, positive_int
-    from vistok.devices import AUTO
-    from vistok.devices import HELP as DEVICE_HELP
+def main(argv: list[str]) -> None:
     from vistok.serve.limits import MB, Limits
 
     d = Limits()
@@ -46,7 +23,7 @@ def serve_main(argv: list[str]) -> None:
                         "idle (default 0: an idle worker starts at once; requests that arrive while it is busy "
                         "form the next batch)")
     p.add_argument("--workers", type=positive_int, default=1, help="inference workers per endpoint and device")
-    p.add_argument("--device", default=AUTO, help=DEVICE_HELP)
+    add_device(p)
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' on every endpoint but /health (or set VISTOK_API_KEY)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
@@ -66,6 +43,8 @@ def serve_main(argv: list[str]) -> None:
     if not 1024 <= a.port <= 65535:
         raise ValueError(f"--port must be in 1024..65535, got {a.port}")
     api_key = a.api_key or os.environ.get("VISTOK_API_KEY") or None
+    from vistok.serve.bind import check_bind
+
     host = check_bind(a.host, api_key, a.insecure)
 
     from vistok.serve.app import ServeOptions, build_server

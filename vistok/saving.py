@@ -1,12 +1,8 @@
-"""Export directories (Hugging-Face style, no pickle): save_pretrained / from_pretrained.
+"""Saving a tokenizer: the export directory (Hugging-Face style, no pickle) and its model card.
 
-Layout (DESIGN.md, Contracts):
-  config.json            {"vistok_version", "model": {"class_path", "init_args"}}
-  model.safetensors      weights (EMA weights when the checkpoint has them)
-  codebook.safetensors   {"codes": (V, d) float32}, implicit FSQ/LFQ codebooks included
-  tokens.json            vocab size, max tokens, order, special ids after the codebook, the input spec
-                         (`vistok.token_spec`)
-  README.md              a short generated model card
+`save_pretrained(tokenizer, path)` writes the layout that `vistok.loading` reads back (described there);
+`export_checkpoint(ckpt, path)` does it for a `vistok fit` checkpoint, with what the checkpoint knows about its
+training in the card. Writes are atomic: a temporary directory renamed into place.
 """
 
 from __future__ import annotations
@@ -19,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import save_file, save_model
 
 import vistok
-from vistok.configurable import from_config, import_model_classes, to_config
-from vistok.jsonfile import read_json
-from vistok.token_spec import SPECIAL_TOKENS, input_spec, token_spec
+from vistok.configurable import to_config
+from vistok.loading import is_export_dir, load_checkpoint
+from vistok.token_spec import input_spec, token_spec
+from vistok.training_record import FLATTERED_RFID, trained_on_fid_network, training_info
 
-# Kept importable from here for older callers: they moved to their own modules.
-__all__ = ["SPECIAL_TOKENS", "check_weights", "from_pretrained", "import_model_classes", "is_export_dir",
-           "read_json", "save_pretrained", "token_spec"]
 
 def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None,
                 training: dict[str, Any] | None = None) -> str:
@@ -60,8 +54,6 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
         lines.append("- training data: not recorded (no config.yaml beside the checkpoint's run)")
     if training.get("losses"):
         lines.append(f"- losses: {_losses_text(training['losses'])}")
-        from vistok.checkpoint import FLATTERED_RFID, trained_on_fid_network
-
         if trained_on_fid_network(training["losses"]):
             lines.append(f"- **rFID caveat**: {FLATTERED_RFID}")
     lines += ["", "## Metrics", "",
@@ -106,16 +98,11 @@ def _input_text(spec: dict[str, Any]) -> str:
     return f"{inputs.channels} x {inputs.height} x {inputs.width} images (channels x height x width)"
 
 
-def is_export_dir(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
-
-
 def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None,
                     source: str | None = None, overwrite: bool = False,
                     training: dict[str, Any] | None = None) -> Path:
     """Write the export directory. `state_dict` overrides the module's own weights (EMA weights); `training`
-    (what a checkpoint knows: steps, epochs, data; see `vistok.checkpoint.training_info`) goes in the card.
+    (what a checkpoint knows: steps, epochs, data; see `vistok.training_record.training_info`) goes in the card.
 
     The files are written to a temporary directory beside `path`, which is then renamed into place, so an
     interrupted export leaves no half-written directory. A non-empty `path` is refused unless `overwrite`,
@@ -138,7 +125,7 @@ def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torc
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         config: dict[str, Any] = {"vistok_version": vistok.__version__, "model": to_config(tokenizer)}
-        if training and training.get("losses"):  # read back by `vistok eval` (vistok.checkpoint.training_losses)
+        if training and training.get("losses"):  # read back by `vistok eval` (vistok.training_record.training_losses)
             config["training"] = {"losses": training["losses"]}
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         save_model(tokenizer, str(tmp / "model.safetensors"))
@@ -170,76 +157,12 @@ def _umask() -> int:
     return mask
 
 
-EXPORT_HINT = ("write one from a `vistok fit` checkpoint with `vistok export --model last.ckpt --output DIR`, "
-               "or pass the .ckpt file itself")
-
-
-def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Rebuild a tokenizer from an export directory, or from a Lightning `.ckpt` written by `vistok fit`
-    (read with `torch.load(weights_only=True)`: no arbitrary pickled objects); never unpickles anything
-    else; returns it in eval mode on `map_location`.
-
-    Every tensor of model.safetensors must match the model's parameter or buffer of the same name in shape
-    and kind (a floating tensor may differ in precision; it is cast) and be finite; a ValueError names the
-    tensor otherwise."""
-    path = Path(path)
-    if path.is_file():
-        if path.suffix in (".safetensors", ".json"):
-            raise FileNotFoundError(f"{path} is one file of an export directory: pass the directory "
-                                    f"({path.parent}) instead")
-        from vistok.checkpoint import load_checkpoint
-
-        return load_checkpoint(path, map_location)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: not a vistok export directory nor a `vistok fit` .ckpt")
-    cfg_file, weights = path / "config.json", path / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found: {path} is not a vistok export directory; {EXPORT_HINT}")
-    config = read_json(cfg_file, f"{path} is not a vistok export directory; {EXPORT_HINT}")
-    if not isinstance(config, dict) or "model" not in config:
-        raise ValueError(f"{cfg_file}: missing key 'model'")
-    tokenizer = from_config(config["model"], where=f"{cfg_file}:model")
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as e:  # safetensors raises its own error type for a damaged file
-        raise ValueError(f"{weights}: not a readable safetensors file ({e})") from None
-    check_weights(tokenizer, state, str(weights))
-    tokenizer.load_state_dict(state, strict=True)
-    return tokenizer.to(map_location).eval()
-
-
-def upgrade_state_keys(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Rename, in place, the weights a submodule declares renamed (`legacy_state_keys`: {old: new}, relative
-    to that submodule) when `state` has the old name and not the new one."""
-    for prefix, sub in module.named_modules():
-        for old, new in getattr(type(sub), "legacy_state_keys", {}).items():
-            old, new = (f"{prefix}.{old}", f"{prefix}.{new}") if prefix else (old, new)
-            if old in state and new not in state:
-                state[new] = state.pop(old)
-
-
-def check_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """Refuse weights that would load wrongly: missing or unexpected names, other shapes, integer data for a
-    floating tensor (or the reverse), NaN or infinite values. Floating tensors are cast to the module's
-    precision in place of `state`. Names an older vistok wrote are first renamed in place (a submodule's
-    `legacy_state_keys`, {old: new})."""
-    upgrade_state_keys(module, state)
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise ValueError(f"{where}: weights do not match config.json (missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]})")
-    for name, want in expected.items():
-        got = state[name]
-        if tuple(got.shape) != tuple(want.shape):
-            raise ValueError(f"{where}: tensor {name!r} has shape {tuple(got.shape)}, the model expects "
-                             f"{tuple(want.shape)}")
-        if got.dtype != want.dtype:
-            if not (got.is_floating_point() and want.is_floating_point()):
-                raise ValueError(f"{where}: tensor {name!r} has dtype {str(got.dtype)[6:]}, the model expects "
-                                 f"{str(want.dtype)[6:]}")
-            state[name] = got = got.to(want.dtype)
-        if got.is_floating_point() and got.numel() and not bool(torch.isfinite(got).all()):
-            bad = int((~torch.isfinite(got)).sum())
-            raise ValueError(f"{where}: tensor {name!r} holds {bad} NaN or infinite values")
+def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = False) -> Path:
+    """Write the export directory of a checkpoint (atomically; a non-empty `output` only with `overwrite`)."""
+    output = Path(output)
+    if output.is_dir() and any(output.iterdir()) and not overwrite:  # before the (slow) checkpoint load
+        raise FileExistsError(f"{output} exists and is not empty; choose another --output or pass --overwrite "
+                              "to replace it")
+    tokenizer, raw = load_checkpoint(ckpt)
+    return save_pretrained(tokenizer, output, source=str(ckpt), overwrite=overwrite,
+                           training=training_info(ckpt, raw))
