@@ -31,7 +31,7 @@ PRECISIONS = ("fp32", "bf16-mixed")
 
 def recon_loss(tok: nn.Module, x: torch.Tensor, extra: dict[str, nn.Module]) -> torch.Tensor:
     out = tok(x)
-    return reconstruction_loss(out.recon, x, 0.0, 1.0) + out.quant.loss
+    return reconstruction_loss(out.recon, x) + out.quant.loss
 
 
 def gan_loss(tok: nn.Module, x: torch.Tensor, extra: dict[str, nn.Module]) -> torch.Tensor:
@@ -41,7 +41,7 @@ def gan_loss(tok: nn.Module, x: torch.Tensor, extra: dict[str, nn.Module]) -> to
 
     out = tok(x)
     disc = extra["disc"]
-    g = reconstruction_loss(out.recon, x, 0.0, 1.0) + out.quant.loss + 0.1 * generator_loss(disc(out.recon))
+    g = reconstruction_loss(out.recon, x) + out.quant.loss + 0.1 * generator_loss(disc(out.recon))
     d = hinge_d_loss(disc(x), disc(out.recon.detach()))
     return g + d  # disjoint parameters: one backward serves both updates
 
@@ -55,7 +55,7 @@ def build_disc() -> dict[str, nn.Module]:
 def perceptual_loss(tok: nn.Module, x: torch.Tensor, extra: dict[str, nn.Module]) -> torch.Tensor:
     """Reconstruction + the offline Inception feature loss (pool3 at 299 px, frozen; no download needed)."""
     out = tok(x)
-    return reconstruction_loss(out.recon, x, 0.0, 1.0) + out.quant.loss + extra["perceptual"](out.recon, x)
+    return reconstruction_loss(out.recon, x) + out.quant.loss + extra["perceptual"](out.recon, x)
 
 
 def build_perceptual() -> dict[str, nn.Module]:

@@ -23,26 +23,26 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
     ]
     doc = yaml.safe_load(config.read_text())
     data = doc["data"].get("init_args", doc["data"])
+    encoder = doc["model"]["tokenizer"]["init_args"]["encoder"]["init_args"]
+    prefix = "--model.tokenizer.init_args"
     video = str(doc["data"].get("class_path", "")).endswith("VideoDataModule")
     if video:  # clips of the embedded sample-clips; 5 frames keep the 256 px joint config's step small
         args += ["--data.image_batch_size=2"] if data.get("images") else []
-        args += ["--data.frames=5"] if data.get("frames", 17) > 5 else []
+        # the data's clip length is the encoder's (stated once): shortened there
+        args += [f"{prefix}.encoder.init_args.num_frames=5"] if encoder.get("num_frames", 17) > 5 else []
     else:
         args.append("--data.val_length=2")
     if doc["model"]["tokenizer"]["init_args"]["decoder"]["class_path"].endswith("FlowDecoder"):
         # validation decodes every pow2 prefix twice (metrics, grid): 2 Euler steps instead of 25
-        args.append("--model.tokenizer.init_args.decoder.init_args.sampler.init_args.steps=2")
-    prefix = "--model.tokenizer.init_args"
+        args.append(f"{prefix}.decoder.init_args.sampler.init_args.steps=2")
     if doc["model"]["tokenizer"]["init_args"]["encoder"]["class_path"].endswith("OmniEncoder"):
         # space-time blocks: one spatial (window) and one temporal block each side, 64 px (an 8 x 8 grid)
-        size = "video_size" if video else "image_size"
-        if data.get(size, 0) > 64:
-            args += [f"--data.{size}=64", f"{prefix}.encoder.init_args.image_size=64"]
-            args += ["--data.image_size=64"] if video and data.get("images") else []
+        if encoder.get("image_size", 0) > 64:
+            args.append(f"{prefix}.encoder.init_args.image_size=64")  # the data follows the encoder
         for part in ("encoder", "decoder"):
             args += [f"{prefix}.{part}.init_args.spatial_blocks=[window]",
                      f"{prefix}.{part}.init_args.temporal_depth=1"]
-    elif data.get("image_size", 0) > 64:  # big variants: same widths and shapes, one layer each side
+    elif encoder.get("image_size", 0) > 64:  # big variants: same widths and shapes, one layer each side
         args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
     return args
 
@@ -75,6 +75,19 @@ def test_cli_fits_two_steps_then_exports_identical_model(tmp_path):
     from_ckpt, exported = load_tokenizer(ckpt), Tokenizer.from_pretrained(tmp_path / "export")
     assert torch.equal(from_ckpt.encode(x), exported.encode(x))
     assert torch.equal(from_ckpt.decode(from_ckpt.encode(x)), exported.decode(exported.encode(x)))
+
+
+def test_a_number_stated_twice_that_disagrees_fails_before_work(tmp_path):
+    """The data block takes its image size and clip length from the encoder; stating one again differently is
+    refused before any data is read, naming both places."""
+    config = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    r = _run("fit", "--config", str(config), "--data.image_size=64", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "data.image_size (64) disagrees with the model's encoder image_size (32)" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
+    video = Path(__file__).parents[1] / "configs" / "larp_tiny.yaml"
+    r = _run("fit", "--config", str(video), "--data.frames=9", cwd=tmp_path)
+    assert "data.frames (9) disagrees with the model's encoder num_frames (5)" in r.stderr, r.stderr[-2000:]
 
 
 def test_misspelt_config_key_fails_before_work_naming_the_key(tmp_path):

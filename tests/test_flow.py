@@ -159,8 +159,8 @@ def test_fewer_tokens_and_variable_lengths_decode():
 def test_rf_tokenizer_trains_through_the_tokenizer_forward():
     tok = build_tokenizer("rf-tiny").train()
     out = tok(photo_batch(4))
-    assert out.recon is None and out.decoder_loss.ndim == 0
-    (out.decoder_loss + out.quant.loss).backward()
+    assert out.recon is None and out.losses["flow"].ndim == 0
+    (out.losses["flow"] + out.losses["quantizer"]).backward()
     assert tok.encoder.token_dim == 4 and any(p.grad is not None for p in tok.encoder.parameters())
 
 

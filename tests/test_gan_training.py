@@ -176,7 +176,7 @@ class PoisonAt(pl.Callback):
 def test_nan_batch_stops_the_run_naming_step_and_term_keeping_the_last_good_checkpoint(tmp_path):
     system = _system(disc=False)
     trainer = _trainer(tmp_path, 10, [PoisonAt(5)])
-    with pytest.raises(NonFiniteError, match=r"step 5: the 'recon' loss is nan") as info:
+    with pytest.raises(NonFiniteError, match=r"step 5: the 'l2' loss is nan") as info:
         trainer.fit(system, datamodule=_data())
     assert "last.ckpt" in str(info.value)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -323,6 +323,6 @@ def test_vistok_fit_fails_on_a_nan_in_one_line_keeping_the_last_good_checkpoint(
         main(["fit", "--config", str(config), *args, "--trainer.max_steps=6"])
     assert info.value.code == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vistok fit: error:")]
-    assert len(err) == 1 and "step 3" in err[0] and "'recon'" in err[0] and "last.ckpt" in err[0], err
+    assert len(err) == 1 and "step 3" in err[0] and "'l2'" in err[0] and "last.ckpt" in err[0], err
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2

@@ -41,12 +41,12 @@ def test_every_variant_runs_forward_backward_and_every_parameter_gets_a_gradient
         tok.decoder.objective.cond_drop_prob = 0.5
     out = tok(x)
     if generative:
-        loss = out.decoder_loss + out.quant.loss
+        loss = out.losses["flow"] + out.quant.loss
     else:
         assert out.recon.shape == x.shape
         loss = reconstruction_loss(out.recon, x) + out.quant.loss
-    if out.prior_loss is not None:
-        loss = loss + out.prior_loss
+    if "prior" in out.losses:
+        loss = loss + out.losses["prior"]
     loss.backward()
     missing = [n for n, p in tok.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert not missing, f"parameters without gradient: {missing[:10]}"

@@ -120,9 +120,10 @@ def test_the_ar_prior_loss_reaches_the_encoder():
     torch.manual_seed(SEED)
     tok = build_tokenizer("larp-tiny", prior=True).train()
     out = tok(pan_clip(5, batch=2))
-    assert out.prior_loss is not None and out.prior_loss.ndim == 0
-    assert abs(float(out.prior_loss.detach()) - np.log(tok.codebook_size)) < 2.0  # near uniform at the start
-    out.prior_loss.backward()
+    prior = out.losses["prior"]
+    assert prior.ndim == 0
+    assert abs(float(prior.detach()) - np.log(tok.codebook_size)) < 2.0  # near uniform at the start
+    prior.backward()
     assert tok.encoder.proj.weight.grad.abs().sum() > 0, "the prior shapes the tokens (straight-through codes)"
     assert tok.prior.head.weight.grad.abs().sum() > 0
 

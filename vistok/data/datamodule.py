@@ -65,7 +65,7 @@ class ImageDataModule(pl.LightningDataModule):
         self,
         train: str = "sample",
         val: str | None = "sample",
-        image_size: int = 32,
+        image_size: int | None = None,
         batch_size: int = 32,
         val_batch_size: int | None = None,
         num_workers: int = 0,
@@ -75,8 +75,9 @@ class ImageDataModule(pl.LightningDataModule):
         max_pixels: int | None = MAX_PIXELS,
         seed: int | None = None,
     ) -> None:
-        """`max_pixels`: images with more pixels are skipped (checked from the header, before decoding);
-        null for no limit. `seed`: of the training order and crops (None: torch's initial seed, which
+        """`image_size`: the side of the training crops; None: the model's (`vistok fit` fills it in from the
+        encoder), 32 in Python. `max_pixels`: images with more pixels are skipped (checked from the header,
+        before decoding); null for no limit. `seed`: of the training order and crops (None: torch's initial seed, which
         `seed_everything` sets); a resumed run keeps its checkpoint's."""
         super().__init__()
         for name, value, low in (("image_size", image_size, 1), ("batch_size", batch_size, 1),
@@ -89,7 +90,7 @@ class ImageDataModule(pl.LightningDataModule):
             if src and src not in SAMPLE_SOURCES and not is_webdataset(src) and not Path(src).is_dir():
                 raise FileNotFoundError(f"data.{name}: {src!r} is neither 'sample', 'sample-photos', an image "
                                         "folder, nor webdataset URLs")
-        self.train, self.val, self.image_size = train, val, image_size
+        self.train, self.val, self.image_size = train, val, 32 if image_size is None else image_size
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.num_workers, self.strict = num_workers, strict
         self.train_length, self.val_length = train_length, val_length

@@ -108,8 +108,8 @@ class VideoDataModule(pl.LightningDataModule):
         self,
         train: str = "sample-clips",
         val: str | None = "sample-clips",
-        frames: int = 17,
-        video_size: int = 64,
+        frames: int | None = None,
+        video_size: int | None = None,
         stride: int = 1,
         fps: float | None = None,
         short: str = "pad",
@@ -126,13 +126,15 @@ class VideoDataModule(pl.LightningDataModule):
         seed: int | None = None,
         cache_dir: str | None = None,
     ) -> None:
-        """Clips of `frames` frames `stride` apart at `fps` (None: each file's own rate), `video_size` px;
+        """Clips of `frames` frames `stride` apart at `fps` (None: each file's own rate), `video_size` px (both
+        None: the model's, which `vistok fit` fills in from the encoder; 17 and 64 in Python);
         `short`: "pad" (repeat the last frame) or "skip" a video shorter than a clip. `images`: an image source
         mixed in at `mix` = [video batches, image batches] (null: videos only); `image_size` defaults to
         `video_size`. `train_length`: items per epoch of the sample sources. `seed`: of the training order and
         draws (None: torch's initial seed); a resumed run keeps its checkpoint's. `cache_dir`: where the
         sample clips are written (default `$VISTOK_CACHE` or ~/.cache/vistok)."""
         super().__init__()
+        frames, video_size = 17 if frames is None else frames, 64 if video_size is None else video_size
         self.spec = ClipSpec(frames, video_size, stride, fps, short)  # validates the clip fields
         for name, value, low in (("batch_size", batch_size, 1), ("val_batch_size", val_batch_size, 1),
                                  ("image_batch_size", image_batch_size, 1), ("image_size", image_size, 1),

@@ -1,6 +1,6 @@
 """LARP's autoregressive-prior objective as a pure function: the next-token cross-entropy of a causal prior
 (`vistok.nn.prior.CodePrior`) over a tokenizer's codes. `Tokenizer(prior=...)` adds it to its output in
-training (`TokenizerOutput.prior_loss`); the training system weighs it (`prior_weight`)."""
+training (the loss term "prior" of `TokenizerOutput.losses`); the training system weighs it (`loss_weights`)."""
 
 from __future__ import annotations
 

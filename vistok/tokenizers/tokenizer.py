@@ -21,7 +21,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ class TokenizerOutput:
     recon: torch.Tensor | None  # (B, C, H, W) raw decoder output; None from a generative decoder in training
     quant: QuantizerOutput  # codes/indices for all N tokens
     valid: torch.Tensor | None  # (B, K) tokens the decoder saw, None if all of them
-    decoder_loss: torch.Tensor | None = None  # a generative decoder's own objective (rectified flow)
-    prior_loss: torch.Tensor | None = None  # the AR prior's next-token loss (LARP), when a prior is plugged in
+    # The loss terms the model itself produces, unweighted (`vistok.trainers.losses`): "quantizer" always,
+    # "flow" from a generative decoder's own objective, "prior" from an AR prior (LARP) when one is plugged in.
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _check_sampling(steps: Any, guidance_scale: Any, seed: Any) -> None:
@@ -112,7 +113,7 @@ class Tokenizer(nn.Module):
         prior: nn.Module | None = None,
     ) -> None:
         """`prior`: an optional causal prior over the codes (`vistok.nn.prior.CodePrior`, LARP) whose
-        next-token loss `forward` reports as `prior_loss`."""
+        next-token loss `forward` reports as the loss term "prior"."""
         super().__init__()
         _check_parts(encoder, quantizer, decoder, token_dropout)
         self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
@@ -164,19 +165,19 @@ class Tokenizer(nn.Module):
             images = images.unsqueeze(2)  # (B, C, 1, H, W)
         self.input_spec.check(images)  # shape only: no device sync per step
         quant = self.quantizer(self.encoder(images))  # codes (B, N, d)
-        prior_loss = None
+        losses = {"quantizer": quant.loss}
         if self.prior is not None:
             from vistok.tokenizers.ar_prior import ar_prior_loss
 
-            prior_loss = ar_prior_loss(self.prior, quant.codes, quant.indices)
+            losses["prior"] = ar_prior_loss(self.prior, quant.codes, quant.indices)
         codes, valid = quant.codes, None
         if self.token_dropout is not None:
             codes, valid = self.token_dropout(codes)  # (B, K, d), (B, K) | None
         if self.decoder.generative:  # a generative decoder trains on its own objective
-            loss, recon = self.decoder.training_loss(codes, valid, images)
-            return TokenizerOutput(recon, quant, valid, loss, prior_loss)
+            losses["flow"], recon = self.decoder.training_loss(codes, valid, images)
+            return TokenizerOutput(recon, quant, valid, losses)
         recon = self.decoder(codes, valid)
-        return TokenizerOutput(recon.squeeze(2) if image_in else recon, quant, valid, None, prior_loss)
+        return TokenizerOutput(recon.squeeze(2) if image_in else recon, quant, valid, losses)
 
     def _image_as_video(self, images: Any) -> bool:
         """A 4-D image batch given to a video model whose frames rule allows one frame."""

@@ -44,7 +44,10 @@ LINKS = (
     ("encoder.init_args.token_dim", ("decoder.init_args.token_dim",)),
     ("encoder.init_args.image_size", ("decoder.init_args.image_size",)),
     ("encoder.init_args.in_channels", ("decoder.init_args.out_channels", "decoder.init_args.image_channels")),
+    ("encoder.init_args.num_frames", ("decoder.init_args.num_frames",)),
 )
+# (data argument, the encoder argument it takes its value from): stated once, in the model
+DATA_LINKS = (("image_size", "image_size"), ("video_size", "image_size"), ("frames", "num_frames"))
 
 # Loggers whose directory is save_dir/name/version: made to write into the run directory itself.
 DIRECTORY_LOGGERS = ("CSVLogger", "TensorBoardLogger")
@@ -89,6 +92,7 @@ class VistokCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        link_data_to_model(config)
         root = self._run_root()
         for logger in _loggers(config.trainer.logger):
             init = logger.init_args
@@ -117,6 +121,37 @@ class VistokCLI(LightningCLI):
                    if getattr(v, "numel", lambda: 1)() == 1 and k.split("/")[-1] in ("loss", "psnr", "flow", "recon")}
         if metrics:
             print("final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
+
+
+def link_data_to_model(config: Any) -> None:
+    """Each number once: the data block's image size and clip length are the encoder's. A data value left out
+    (null) is filled in from the model; one stated that disagrees fails here, before any data is read or model
+    built, naming both places."""
+    data = config.get("data")
+    init = data.get("init_args") if data is not None and "class_path" in data else data
+    try:
+        encoder = config.model.tokenizer.init_args.encoder.init_args
+    except AttributeError:  # a model given some other way: nothing to link
+        return
+    if init is None or encoder is None:
+        return
+    for key, source in DATA_LINKS:
+        value = encoder.get(source)
+        if key not in init or value is None:
+            continue
+        if isinstance(value, (list, tuple)):  # (height, width): the data modules crop squares
+            if len(set(value)) != 1:
+                if init.get(key) is None:
+                    raise ValueError(f"data.{key}: the model takes {value[0]}x{value[1]} images and the data "
+                                     "modules crop squares; state data.{key} or give the encoder a square size")
+                continue
+            value = value[0]
+        stated = init.get(key)
+        if stated is None:
+            init[key] = value
+        elif stated != value:
+            raise ValueError(f"data.{key} ({stated}) disagrees with the model's encoder {source} ({value}): state it "
+                             f"once, in model.tokenizer.init_args.encoder.init_args.{source}, and leave data.{key} out")
 
 
 def default_wandb_offline(environ: dict[str, str] = os.environ) -> None:

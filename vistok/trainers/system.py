@@ -1,8 +1,10 @@
 """`TokenizerSystem`: the thin LightningModule that trains a `Tokenizer`.
 
-Loss = reconstruction (L1/L2; or a generative decoder's own objective, e.g. rectified flow) + quantizer
-auxiliary loss, plus optionally a perceptual loss (`perceptual:`, `vistok.trainers.perceptual`) and, with a
-`discriminator`, an adversarial phase (`gan:`, `vistok.trainers.adversarial`). One step shared by training and
+Loss = the weighted sum of named terms (`vistok.trainers.losses`): the model's own (quantizer; a generative
+decoder's objective, e.g. rectified flow; an AR prior), the pixel terms (L1/L2/colour), optionally a perceptual
+loss (`perceptual:`, `vistok.trainers.perceptual`) and, with a `discriminator`, an adversarial phase (`gan:`,
+`vistok.trainers.adversarial`). The weights are one mapping, `loss_weights`; every term is logged under its
+name in one loop. One step shared by training and
 validation; EMA, recon grids, codebook usage and the quantizer warm-up are callbacks
 (`vistok.trainers.callbacks`). Training randomness (token-dropout lengths, flow noise) comes from per-module
 generators whose states every checkpoint keeps (`vistok.trainers.rng`), so a resumed run continues exactly
@@ -40,7 +42,7 @@ from vistok.trainers.batches import pixels
 from vistok.trainers.callbacks import check_weight_averaging
 from vistok.trainers.distributed import allow_partial_backward, is_multiprocess, sync_quantizers
 from vistok.trainers.finite import check_losses, check_weights
-from vistok.trainers.losses import reconstruction_loss
+from vistok.trainers.losses import PIXEL_TERMS, pixel_terms, resolve_weights
 from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
 from vistok.trainers.rng import TrainingRNG
 from vistok.trainers.schedule import warmup_cosine
@@ -55,20 +57,17 @@ class TokenizerSystem(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.99),
         warmup: float = 0.05,
         min_lr_ratio: float = 0.0,
-        l1_weight: float = 0.0,
-        l2_weight: float = 1.0,
-        colour_weight: float = 0.0,
-        quantizer_weight: float = 1.0,
+        loss_weights: dict[str, float] | None = None,
         lr_scales: dict[str, float] | None = None,
-        prior_weight: float = 0.1,
         init_from: str | None = None,
         discriminator: nn.Module | None = None,
         gan: GANSettings | None = None,
         perceptual: PerceptualSettings | None = None,
     ) -> None:
         """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
-        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `prior_weight`: weight of
-        an AR prior's loss (LARP; only with `Tokenizer(prior=...)`). `init_from`: an export directory or `.ckpt`
+        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `loss_weights`: weight per
+        loss term name (`l1`, `l2`, `colour`, `quantizer`, `flow`, `prior`), over `DEFAULT_WEIGHTS` (L2 1, quantizer
+        1, flow 1, prior 0.1); a term this model cannot produce is refused. `init_from`: an export directory or `.ckpt`
         whose matching tokenizer weights are loaded now (missing and unexpected names are reported, a shape
         mismatch is refused naming the tensor); a resumed run's checkpoint still wins. `discriminator`
         (e.g. `vistok.nn.discriminator.NLayerDiscriminator`) turns on the adversarial phase with `gan`'s settings
@@ -87,6 +86,8 @@ class TokenizerSystem(pl.LightningModule):
         self.save_hyperparameters(ignore=["tokenizer", "discriminator", "gan", "perceptual"])
         self.hparams["gan"] = asdict(gan) if gan is not None else None
         self.hparams["perceptual"] = asdict(perceptual) if perceptual is not None else None
+        self.loss_weights = resolve_weights(loss_weights)
+        _check_terms(loss_weights, tokenizer)
         self.adversarial = None if discriminator is None else AdversarialLoss(gan or GANSettings())
         self.perceptual, self.perceptual_kind = build_perceptual(perceptual)
         self.perceptual_weight = perceptual.weight if perceptual is not None else 0.0
@@ -103,27 +104,28 @@ class TokenizerSystem(pl.LightningModule):
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x = pixels(batch)  # (B, 3, H, W) or (B, 3, T, H, W)
         out = self.tokenizer(x)
-        hp = self.hparams
-        if out.decoder_loss is not None:  # generative (rectified-flow) decoder: its own objective
-            rec, rec_name = out.decoder_loss, "flow"
-        else:
-            rec, rec_name = reconstruction_loss(out.recon, x, hp.l1_weight, hp.l2_weight, hp.colour_weight), "recon"
-        terms = {rec_name: rec, "quantizer": hp.quantizer_weight * out.quant.loss}
-        if out.prior_loss is not None:
-            terms["prior"] = hp.prior_weight * out.prior_loss
+        w = self.loss_weights
+        terms = dict(out.losses)  # quantizer, and flow / prior when the model has them; unweighted
+        if out.recon is not None:
+            terms.update(pixel_terms(out.recon, x, w))
+        # The weighted reconstruction (pixel terms, or a generative decoder's objective): logged as `recon` /
+        # `flow`, and what the adaptive GAN weight balances against.
+        rec = sum(w[k] * v for k, v in terms.items() if k in PIXEL_TERMS or k == "flow")
         if stage == "train":
-            terms.update(self._training_terms(x, out.recon, rec))
+            terms.update(self._training_terms(x, out.recon, rec))  # weighted in their settings: weight 1 here
             check_losses(terms, self.global_step, self._last_checkpoint())  # names the first non-finite term
-        loss = sum(terms.values())
+        loss = sum(w.get(k, 1.0) * v for k, v in terms.items())
         b = x.shape[0]
         on_step = stage == "train"
         sync = not on_step  # epoch-level (validation) figures are averaged over processes; per-step ones are not
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, on_step=on_step, on_epoch=not on_step,
                  sync_dist=sync)
-        self.log(f"{stage}/{rec_name}", rec, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
-        if "prior" in terms:
-            self.log(f"{stage}/prior", out.prior_loss, batch_size=b, on_step=on_step, on_epoch=not on_step,
-                     sync_dist=sync)
+        if out.recon is not None:
+            self.log(f"{stage}/recon", rec, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
+        for name, value in terms.items():  # every term under its own name, unweighted (as its weight scales it)
+            if name != "quantizer":  # logged with the quantizer's metrics below
+                self.log(f"{stage}/{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step,
+                         sync_dist=sync)
         if out.recon is not None:
             self.log(f"{stage}/psnr", per_image_psnr(out.recon, x).mean(), prog_bar=True, batch_size=b, on_step=on_step,
                      on_epoch=not on_step, sync_dist=sync)
@@ -136,7 +138,7 @@ class TokenizerSystem(pl.LightningModule):
 
     def _training_terms(self, x: torch.Tensor, recon: torch.Tensor | None,
                         rec: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The perceptual and adversarial terms of the generator's loss (logged here)."""
+        """The perceptual and adversarial terms of the generator's loss, weighted by their own settings."""
         terms: dict[str, torch.Tensor] = {}
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual_weight * self.perceptual(frames(recon), frames(x))  # clips: per frame
@@ -147,8 +149,6 @@ class TokenizerSystem(pl.LightningModule):
             if g is not None:
                 terms["gan_g"] = g
             self._log_all(logs, b)
-        if "perceptual" in terms:
-            self.log("train/perceptual", terms["perceptual"], batch_size=b, on_step=True, on_epoch=False)
         return terms
 
     def _log_all(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
@@ -297,13 +297,13 @@ class TokenizerSystem(pl.LightningModule):
     def training_record(self) -> dict[str, Any]:
         """The losses this system trains with, for the checkpoint, the export and `vistok eval` (which says
         when rFID's own Inception network was a training loss)."""
-        hp = self.hparams
+        w = self.loss_weights
         rec = ({"kind": "flow"} if self.tokenizer.decoder.generative else
-               {"kind": "pixel", "l1": hp.l1_weight, "l2": hp.l2_weight, "colour": hp.colour_weight})
+               {"kind": "pixel", "l1": w["l1"], "l2": w["l2"], "colour": w["colour"]})
         adv = None
         if self.adversarial is not None:
             adv = {**asdict(self.adversarial.settings), "discriminator": to_config(self.discriminator)}
-        return {"reconstruction": rec, "quantizer_weight": hp.quantizer_weight,
+        return {"reconstruction": rec, "quantizer_weight": w["quantizer"], "loss_weights": dict(w),
                 "perceptual": ({"kind": self.perceptual_kind, "weight": self.perceptual_weight}
                                if self.perceptual is not None else None),
                 "adversarial": adv}
@@ -330,3 +330,16 @@ class TokenizerSystem(pl.LightningModule):
 
 def _no_closure() -> None:
     return None
+
+
+def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer) -> None:
+    """A non-zero weight given for a term this model cannot produce is a config mistake: refuse it before any
+    work (the defaults of absent terms are harmless)."""
+    generative = tokenizer.decoder.generative
+    why = {"prior": "the tokenizer has no AR prior (Tokenizer(prior=...))" if tokenizer.prior is None else None,
+           "flow": None if generative else f"{type(tokenizer.decoder).__name__} is not a generative decoder",
+           **{name: (f"{type(tokenizer.decoder).__name__} trains on its own objective and returns no reconstruction"
+                     if generative else None) for name in PIXEL_TERMS}}
+    for name, weight in (given or {}).items():
+        if weight and why.get(name):
+            raise ValueError(f"loss_weights.{name}: {why[name]}")
