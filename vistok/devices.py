@@ -1,4 +1,5 @@
-"""The one `--device` rule of every vistok command (eval, encode, ladder, decode, reconstruct).
+"""Where vistok runs: the one `--device` rule of every command (eval, encode, ladder, decode, reconstruct), and
+whether this is one of several processes.
 
 "auto" (the default) is CUDA when available, else the CPU; under torchrun, "auto" and "cuda" mean the rank's own
 GPU (`cuda:$LOCAL_RANK`). Anything else must be a device torch knows and this machine has.
@@ -29,3 +30,10 @@ def resolve_device(device: str | None = AUTO) -> str:
         if dev.index is None and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per rank
             return f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return name
+
+
+def is_multiprocess() -> bool:
+    """One of several processes of a torch.distributed group (DDP, FSDP, torchrun)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -34,7 +34,7 @@ from vistok.data.folder import (
 from vistok.data.images import MAX_PIXELS
 from vistok.data.resumable import ResumableSampler
 from vistok.data.sample import SamplePhotoCrops
-from vistok.trainers.distributed import is_multiprocess
+from vistok.devices import is_multiprocess
 
 SAMPLE_SOURCES = ("sample", "sample-photos")
 

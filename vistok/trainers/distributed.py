@@ -7,12 +7,7 @@ calls `sync_quantizers` from its `setup` hook, where the group exists, and again
 
 from __future__ import annotations
 
-import torch.distributed as dist
 from torch import nn
-
-
-def is_multiprocess() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def sync_quantizers(module: nn.Module, enabled: bool) -> int:

@@ -34,13 +34,14 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from vistok.configurable import to_config
+from vistok.devices import is_multiprocess
 from vistok.metrics.psnr import per_image_psnr
 from vistok.tokenizers.prefixes import prefix_reconstructions
 from vistok.tokenizers.tokenizer import Tokenizer
 from vistok.trainers.adversarial import AdversarialLoss, GANSettings, frames
 from vistok.trainers.batches import pixels
 from vistok.trainers.callbacks import check_weight_averaging
-from vistok.trainers.distributed import allow_partial_backward, is_multiprocess, sync_quantizers
+from vistok.trainers.distributed import allow_partial_backward, sync_quantizers
 from vistok.trainers.finite import check_losses, check_weights
 from vistok.trainers.losses import PIXEL_TERMS, pixel_terms, resolve_weights
 from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
