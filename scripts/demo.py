@@ -49,8 +49,8 @@ def _tokenizer_rows(result: dict) -> dict[int, dict]:
 
 
 def losses_line(export: Path) -> str:
-    """What the model trained with, and what the offline machine could add (README "Adversarial and perceptual
-    training" has the measured comparison that keeps the demo at L2)."""
+    """What the model trained with, and what the offline machine could add (the measured comparison that keeps
+    the demo at L2: docs/benchmarks.md#adversarial-training-on-the-demo-model)."""
     losses = json.loads((export / "config.json").read_text()).get("training", {}).get("losses") or {}
     rec = losses.get("reconstruction", {})
     parts = [f"{name.upper()} x {rec[name]:g}" for name in ("l1", "l2") if rec.get(name)]
@@ -60,7 +60,8 @@ def losses_line(export: Path) -> str:
     parts += [f"perceptual ({per['kind']}) x {per['weight']:g}"] if per else []
     missing = [what for what, on in (("no GAN", not adv), ("no perceptual loss", not per)) if on]
     why = (f"; {' and '.join(missing)}: measured no gain at this size (the offline perceptual loss, Inception at "
-           "299 px, costs more per step than this model), see README \"Adversarial and perceptual training\"")
+           "299 px, costs more per step than this model), see "
+           "docs/benchmarks.md#adversarial-training-on-the-demo-model")
     listed = " + ".join(parts) or "not recorded (an older export)"
     return f"losses: {listed} + quantizer" + (why if missing else "")
 

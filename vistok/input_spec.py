@@ -1,4 +1,4 @@
-"""`InputSpec`: what a tokenizer takes in: channels, frames rule, height and width (DESIGN.md, Contracts).
+"""`InputSpec`: what a tokenizer takes in: channels, frames rule, height and width (docs/architecture.md#tensors).
 
 Images are (B, C, H, W) and have the frames rule "1"; videos are (B, C, T, H, W) with T following a rule of
 the form "a + bk" (k = 0, 1, 2, ...), e.g. "1 + 4k" for a causal video tokenizer whose first frame is encoded

@@ -2,7 +2,7 @@
 
 `{"codebook_size", "vocab_size", "max_tokens", "order", "special_tokens": {bos, eos, pad, mask},
   "input": {"channels", "height", "width", "frames"}, "image_size" (square image models only, for readers of
-  older exports), "token_dtype", "token_grid"}`. Special ids follow the codebook (DESIGN.md, Contracts).
+  older exports), "token_dtype", "token_grid"}`. Special ids follow the codebook (docs/architecture.md#tensors).
 
 `token_grid` is the layout of one input's ids: `[N]` for a 1D tokenizer, `[T', h, w]` for a space-time grid
 tokenizer (ids time-major), given for a clip of `token_grid_frames` frames; other clip lengths follow the frames

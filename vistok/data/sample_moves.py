@@ -1,7 +1,7 @@
 """Procedural training clips ("sample-moves"): a fresh camera move over a random crop of a training photo per item.
 
 `sample-clips` trains on 61 fixed files (15 photos x 4 moves + a GIF); a tokenizer trained on them learned those
-clips and not pictures in general (see README "make demo-video"). The image sample (`vistok.data.sample`) works
+clips and not pictures in general (see docs/video.md#make-demo-video). The image sample (`vistok.data.sample`) works
 because every item is a new random-resized crop; this is its video counterpart: each item takes a
 random-resized crop region (0.5%-100% of the area, aspect 3/4-4/3) of a training photo (colour photos drawn 3x,
 as the image sample), then renders a random camera move over that region with `render_move` (the pans, zooms and

@@ -1,12 +1,13 @@
 """A linear path around a tokenizer: whole image <-> all token channels, initialised from PCA.
 
 Why: on our CPU budget every network trained from a random start stayed 5 dB below a plain PCA of the same
-training crops on photos it had not seen (DESIGN.md, second calibration): the optimiser, not the capacity,
-was the limit. Nested dropout on a *linear* autoencoder recovers PCA's ordered basis (Rippel et al. 2014,
-"Learning ordered representations with nested dropout"), so PCA is also the natural coarse-to-fine start for
-a 1D tokenizer: token k carries principal components [k*d, (k+1)*d). The encoder adds `LinearEncoderPath` to
-its token outputs and the decoder adds `LinearDecoderPath` to its pixels; both networks' last layers start at
-zero, so training starts at the (quantized) PCA solution and the transformers learn what a linear map cannot.
+training crops on photos it had not seen (docs/benchmarks.md#early-calibration-on-the-cpu): the optimiser,
+not the capacity, was the limit. Nested dropout on a *linear* autoencoder recovers PCA's ordered basis
+(Rippel et al. 2014, "Learning ordered representations with nested dropout"), so PCA is also the natural
+coarse-to-fine start for a 1D tokenizer: token k carries principal components [k*d, (k+1)*d). The encoder
+adds `LinearEncoderPath` to its token outputs and the decoder adds `LinearDecoderPath` to its pixels; both
+networks' last layers start at zero, so training starts at the (quantized) PCA solution and the transformers
+learn what a linear map cannot.
 
 Cost: C*H*W x N*d weights each way (0.6 M at 32 px with 32 x 6 token channels), so this is a small-image
 device; at 256 px use the networks alone. `vistok.tokenizers.pca_init` fits both paths from data.

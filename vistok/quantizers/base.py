@@ -1,4 +1,4 @@
-"""The one quantizer interface every tokenizer uses (see DESIGN.md, Contracts).
+"""The one quantizer interface every tokenizer uses (docs/architecture.md#encoder-decoder-and-quantizer-contracts).
 
 Quantization runs in fp32 even under autocast: `torch.autocast(device_type=..., enabled=False)` for the
 input's own device type (vector-quantize-pytorch's own guard only disables *CUDA* autocast, so on a CPU

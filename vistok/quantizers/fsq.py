@@ -1,6 +1,7 @@
 """Finite Scalar Quantization (Mentzer et al., 2023) via vector-quantize-pytorch's `FSQ`.
 
-Departures, both from the CPU calibration in DESIGN.md and both optional:
+Departures, both from our CPU calibration (docs/benchmarks.md#early-calibration-on-the-cpu) and both
+optional:
 - `input_norm`: a non-affine BatchNorm on z before the bound. At initialisation the image-to-image spread of
   z is tiny; AdamW then pushes |z| into tanh's saturated range within a few steps and every image gets the
   same code. Normalising z keeps it inside the levels.

@@ -16,7 +16,7 @@ waits up to that long to fill a batch, as litserve's does. With `batch_timeout=0
 idle worker that was woken by a request starts on it at once, without asking the queue again: nothing else was
 queued before it, and asking is one more round trip. Batches then form only from requests that arrive while the
 worker is busy, which on a CPU (where a batch of 16 costs ~1.3-1.5x less per image than one image, not 16x) was
-as fast as a 10 ms wait at 16 clients and faster at 1-8 (README, Serving).
+as fast as a 10 ms wait at 16 clients and faster at 1-8 (docs/benchmarks.md#serving-load-test).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`manifest.json`: the record of an encode job, and its commit log.
 
-Layout (DESIGN.md, Contracts: Token shards):
+Layout (docs/architecture.md#token-shards):
   {"format": "vistok-token-shards/1", "complete": bool,
    "tokenizer": {"model", "class", "weights_sha256", "tokens": <tokens.json of the model>},
    "job": {"input_kind", "inputs", "num_inputs", "inputs_sha256", "tasks", "num_tokens", "target_psnr",

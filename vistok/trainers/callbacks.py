@@ -25,8 +25,9 @@ from vistok.trainers.image_logging import log_image
 class QuantizerWarmup(pl.Callback):
     """For the first `fraction` of training, quantize without rounding (FSQ) and keep every token.
 
-    Our CPU calibration (DESIGN.md): with rounding and nested dropout from step 0 a small TiTok collapses to
-    the average image; a continuous bottleneck first lets the tokens learn to carry the image.
+    Our CPU calibration (docs/benchmarks.md#early-calibration-on-the-cpu): with rounding and nested dropout
+    from step 0 a small TiTok collapses to the average image; a continuous bottleneck first lets the tokens
+    learn to carry the image.
     """
 
     def __init__(self, fraction: float = 0.25) -> None:
