@@ -96,7 +96,7 @@ def tokenizer_info(tok: Any, model_path: str | None) -> dict[str, Any]:
 FORMATS = ("packed", "per-sample")
 
 
-class _TaskWriter:
+class TaskWriter:
     """The output shards of one task: `*.tar.partial` files renamed to `*.tar` once closed. `shard_format`:
     "per-sample" (members `<key>.tokens.npy` + `<key>.json` per sample) or "packed" (one member per shard,
     `vistok.shards.packed`)."""
@@ -360,12 +360,12 @@ def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: 
     total = None if plan.num_inputs is None else sum(len(plan.tasks[t].items) + len(plan.tasks[t].skipped)
                                                      for t in pending)
     bar = tqdm(total=total, unit="img", desc="encode", disable=not show, dynamic_ncols=True)
-    open_tasks: dict[int, _TaskWriter] = {}
+    open_tasks: dict[int, TaskWriter] = {}
     encoded = 0
 
-    def writer(t: int) -> _TaskWriter:
+    def writer(t: int) -> TaskWriter:
         if t not in open_tasks:
-            open_tasks[t] = _TaskWriter(output, t, shard_size, dtype, shard_format)
+            open_tasks[t] = TaskWriter(output, t, shard_size, dtype, shard_format)
         return open_tasks[t]
 
     try:
