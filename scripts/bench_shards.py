@@ -1,6 +1,6 @@
 """Token shard formats: bytes per sample and reading speed, per-sample against packed (issue 25, item 3).
 
-    python scripts/bench_shards.py                                # 64- and 1024-token samples, 20,000 of each
+    python scripts/bench_shards.py                                # 64- and 1024-token samples, 10,000 of each
     python scripts/bench_shards.py --lengths 32 256 --samples 50000 --json
 
 For each sequence length, writes the same synthetic samples (uniform ids of a `--codebook` code book, ImageNet-
@@ -79,7 +79,7 @@ def memmap_rate(out: Path, flat: Path, repeat: int) -> float:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--lengths", type=int, nargs="+", default=[64, 1024], help="tokens per sample")
-    p.add_argument("--samples", type=int, default=20000)
+    p.add_argument("--samples", type=int, default=10000)
     p.add_argument("--shard-size", type=int, default=1000)
     p.add_argument("--codebook", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=2)
