@@ -218,6 +218,12 @@ def test_a_shard_removed_from_the_manifest_is_refused_not_silently_dropped(model
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
     report = _fail(["verify", str(out)], capsys)
     assert "not listed in manifest.json" in report and "totals.encoded is 9" in report
+    s = encode_to_shards(model_dir, images, out, num_tokens=4, batch_size=4, shard_size=3, workers=0,
+                         progress=False, shard_format=fmt)  # a rerun re-encodes the task whose shard was dropped
+    assert s.repaired == 1 and s.encoded_now == 3 and s.encoded == 9
+    assert len(list(TokenDataset(out))) == 9
+    main(["verify", str(out)])
+    assert capsys.readouterr().out.strip().endswith(": OK")
 
 
 @pytest.mark.parametrize("edit,match", [

@@ -12,6 +12,7 @@ tasks (so a contiguous range of shard names) and rank 0 merges the manifests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -20,6 +21,7 @@ import math
 import numbers
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -239,18 +241,59 @@ def encode_to_shards(
 
     rank, world = _dist_info()
     output = Path(output)
-    lock = _lock(output, rank, world)
-    try:
-        return _encode(tok, model_path, plan, output, rank, world, k, target_psnr, batch_size, shard_size,
-                       workers, strict, progress, max_pixels, augment, video, fps, max_frames, chunk, shard_format)
-    finally:
-        if lock is not None:
-            lock.release()
+    with _output_lock(output, rank, world):  # one job per directory, before anything in it is read or removed
+        output.mkdir(parents=True, exist_ok=True)
+        job = {**plan.job_info(), "num_tokens": k, "target_psnr": target_psnr, "shard_size": shard_size}
+        if shard_format != "per-sample":  # only when packed: manifests written before packing stay resumable
+            job["shard_format"] = shard_format
+        if video is not None:  # only for video models: image manifests stay as they were
+            job.update({"fps": fps, "max_frames": max_frames})
+        if augment != "none":  # only when used: manifests written without it stay resumable
+            job["augment"] = augment
+        manifest = Manifest(output, tokenizer_info(tok, model_path), job, rank, world)
+        block = _block(len(plan.tasks), rank, world)
+        manifest.adopt(block)
+        repaired = 0
+        for t in block:  # a listed shard that is missing, cut or altered, or a shard file it does not list: redo
+            if manifest.done(t):
+                problems = [p for s in manifest.tasks[t]["shards"] for p in verify_shard(output / s["name"], s)]
+                listed = {s["name"] for s in manifest.tasks[t]["shards"]}
+                problems += [f"{f.name}: on disk but not listed in the manifest" for f in
+                             sorted(output.glob(f"tokens-{t:06d}-*.tar")) if f.name not in listed]
+                if problems:
+                    log.warning("re-encoding task %d: %s", t, "; ".join(problems))
+                    manifest.forget(t)
+                    repaired += 1
+        pending = [t for t in block if not manifest.done(t)]
+        for t in pending:  # leftovers of a killed run: partial or renamed-but-uncommitted shards
+            for f in output.glob(f"tokens-{t:06d}-*"):
+                f.unlink()
+
+        start = time.perf_counter()
+        encoded_now = _run(tok, plan, pending, output, manifest, k, target_psnr, batch_size, shard_size, workers,
+                           strict, progress and rank == 0, max_pixels, augment, video, chunk, shard_format)
+        seconds = time.perf_counter() - start
+
+        if plan.labels is not None and rank == 0:
+            write_json_atomic(output / LABELS, plan.labels)
+        if world > 1:
+            dist.barrier()
+        doc = manifest.to_json()
+        if rank == 0:
+            manifest.reload()
+            doc = manifest.finalize(len(plan.tasks))
+        if world > 1:
+            dist.barrier()
+        tot = doc["totals"]
+        summary = EncodeSummary(tot["inputs"], tot["encoded"], tot["skipped"], tot["tokens"], tot["bytes"],
+                                tot["shards"], bool(doc["complete"]), encoded_now, seconds, repaired)
+        return summary
 
 
-def _lock(output: Path, rank: int, world: int) -> Any:
-    """Rank 0 takes the output directory's lock (`vistok.shards.lock`); in a distributed job every rank learns
-    whether it got it, so that all ranks stop together when another job holds it."""
+@contextlib.contextmanager
+def _output_lock(output: Path, rank: int, world: int) -> Iterator[None]:
+    """Rank 0 holds the output directory's lock (`vistok.shards.lock`) for the job; in a distributed job every
+    rank learns whether it got it, so that all ranks stop together when another job holds it."""
     from vistok.shards.lock import DirectoryBusy, DirectoryLock
 
     lock, error = None, None
@@ -265,56 +308,11 @@ def _lock(output: Path, rank: int, world: int) -> Any:
         error = box[0]
     if error is not None:
         raise DirectoryBusy(error)
-    return lock
-
-
-def _encode(tok: Any, model_path: str | None, plan: InputPlan, output: Path, rank: int, world: int,
-            k: int | None, target_psnr: float | None, batch_size: int, shard_size: int, workers: int, strict: bool,
-            progress: bool, max_pixels: int | None, augment: str, video: Any, fps: float | None,
-            max_frames: int | None, chunk: int | None, shard_format: str) -> EncodeSummary:
-    output.mkdir(parents=True, exist_ok=True)
-    job = {**plan.job_info(), "num_tokens": k, "target_psnr": target_psnr, "shard_size": shard_size}
-    if shard_format != "per-sample":  # only when packed: manifests written before packing stay resumable
-        job["shard_format"] = shard_format
-    if video is not None:  # only for video models: image manifests stay as they were
-        job.update({"fps": fps, "max_frames": max_frames})
-    if augment != "none":  # only when used: manifests written without it stay resumable
-        job["augment"] = augment
-    manifest = Manifest(output, tokenizer_info(tok, model_path), job, rank, world)
-    block = _block(len(plan.tasks), rank, world)
-    manifest.adopt(block)
-    repaired = 0
-    for t in block:  # a listed shard that is missing, cut or altered: redo its task
-        if manifest.done(t):
-            problems = [p for s in manifest.tasks[t]["shards"] for p in verify_shard(output / s["name"], s)]
-            if problems:
-                log.warning("re-encoding task %d: %s", t, "; ".join(problems))
-                manifest.forget(t)
-                repaired += 1
-    pending = [t for t in block if not manifest.done(t)]
-    for t in pending:  # leftovers of a killed run: partial or renamed-but-uncommitted shards
-        for f in output.glob(f"tokens-{t:06d}-*"):
-            f.unlink()
-
-    start = time.perf_counter()
-    encoded_now = _run(tok, plan, pending, output, manifest, k, target_psnr, batch_size, shard_size, workers,
-                       strict, progress and rank == 0, max_pixels, augment, video, chunk, shard_format)
-    seconds = time.perf_counter() - start
-
-    if plan.labels is not None and rank == 0:
-        write_json_atomic(output / LABELS, plan.labels)
-    if world > 1:
-        dist.barrier()
-    doc = manifest.to_json()
-    if rank == 0:
-        manifest.reload()
-        doc = manifest.finalize(len(plan.tasks))
-    if world > 1:
-        dist.barrier()
-    tot = doc["totals"]
-    summary = EncodeSummary(tot["inputs"], tot["encoded"], tot["skipped"], tot["tokens"], tot["bytes"],
-                            tot["shards"], bool(doc["complete"]), encoded_now, seconds, repaired)
-    return summary
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def check_settings(num_tokens: Any, target_psnr: Any, batch_size: Any, shard_size: Any, workers: Any,
