@@ -4,6 +4,7 @@ resume of an old per-sample job, and `vistok shards to-memmap` (complete, resuma
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -233,3 +234,20 @@ def test_decode_reads_packed_shards_like_per_sample_ones(packed, model_dir, tmp_
     assert "decoded 20 samples" in capsys.readouterr().out
     assert sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png")) == sorted(
         f"{s['key']}.png" for s in TokenDataset(packed))
+
+
+def test_a_packed_member_whose_records_inflate_without_bound_is_refused(tmp_path):
+    import zlib
+
+    import webdataset as wds
+
+    from vistok.shards.packed import META_BYTES_PER_SAMPLE
+
+    buf = io.BytesIO()
+    bomb = zlib.compress(b" " * (3 * META_BYTES_PER_SAMPLE), 9)  # ~600 bytes that inflate to 192 KB for 2 samples
+    np.savez(buf, tokens=np.ones((2, 3), np.uint16), lengths=np.array([3, 3], np.int32),
+             labels=np.array([-1, -1]), meta=np.frombuffer(bomb, np.uint8))
+    with wds.TarWriter(str(tmp_path / "bomb.tar"), encoder=False) as w:
+        w.write({"__key__": "b", PACK_EXT: buf.getvalue()})
+    with pytest.raises(ValueError, match="bomb.tar, member b.pack.npz: pack.npz meta inflates to more than"):
+        list(TokenDataset(str(tmp_path / "bomb.tar")))

@@ -29,6 +29,7 @@ import numpy as np
 
 PACK_EXT = "pack.npz"
 VERSION = 1
+META_BYTES_PER_SAMPLE = 1 << 16  # a reader refuses records longer than this on average (they are ~100 bytes)
 
 
 def pack(keys: list[str], arrays: list[np.ndarray], infos: list[dict[str, Any]], dtype: np.dtype) -> bytes:
@@ -83,8 +84,13 @@ def unpack(data: bytes, where: str) -> Pack:
             raise bad(f"{name} is {arr.dtype} of shape {arr.shape}, expected ({n},) integers")
     if n and (int(lengths.min()) < 1 or int(lengths.max()) > width):
         raise bad(f"lengths lie in {int(lengths.min())}..{int(lengths.max())}, expected 1..{width}")
+    limit = META_BYTES_PER_SAMPLE * max(n, 1)  # a hostile member cannot inflate to gigabytes
     try:
-        meta = json.loads(zlib.decompress(blob.tobytes()).decode("utf-8"))
+        inflate = zlib.decompressobj()
+        text = inflate.decompress(blob.tobytes(), limit)
+        if inflate.unconsumed_tail:
+            raise bad(f"meta inflates to more than {limit} bytes ({META_BYTES_PER_SAMPLE} per sample)")
+        meta = json.loads(text.decode("utf-8"))
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise bad(f"meta is not compressed UTF-8 JSON ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("version") != VERSION:
