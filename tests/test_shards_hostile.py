@@ -251,7 +251,7 @@ def test_malformed_manifests_get_one_clear_error_everywhere(model_dir, images, t
         _encode(model_dir, images, out, "packed")
 
 
-def test_shards_are_arrays_of_the_tokens_and_json_of_the_record(model_dir, images, tmp_path):
+def test_both_formats_read_back_the_same_samples(model_dir, images, tmp_path):
     """Both formats hold the same samples (keys, ids, shapes, labels, records)."""
     a = _encode(model_dir, images, tmp_path / "a", "per-sample")
     b = _encode(model_dir, images, tmp_path / "b", "packed")

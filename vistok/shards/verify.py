@@ -23,8 +23,8 @@ def verify_shard(path: Path, entry: dict[str, Any], codebook_size: int | None = 
                  deep: bool = False, frame_tokens: int | None = None) -> list[str]:
     """Problems of one listed shard (empty when it is whole): missing, size, sha256, sample count; with
     `deep`, also every sample's content and key."""
-    from vistok.shards.dataset import ShardSamples
     from vistok.shards.names import key_path
+    from vistok.shards.samples import ShardSamples
 
     name = path.name
     if not path.is_file():
@@ -56,7 +56,7 @@ def verify_shard(path: Path, entry: dict[str, Any], codebook_size: int | None = 
 
 def verify_shards(directory: str | Path) -> tuple[list[str], dict[str, int]]:
     """(problems, counts) for a shard directory; no problems means every listed sample reads back as written."""
-    from vistok.shards.dataset import frame_tokens_of
+    from vistok.shards.samples import frame_tokens_of
 
     directory = Path(directory)
     if not directory.is_dir():
