@@ -307,10 +307,9 @@ def test_encode_labels_from_class_folders_with_a_labels_json(tmp_path, capsys):
     ("tencrop", [f"{p}{f}" for p in ("tl", "tr", "bl", "br", "center") for f in ("", "_flip")]),
 ])
 def test_encode_augmented_views_get_unique_keys_and_say_which_view(tmp_path, augment, views):
-    import io
     import json
-    import tarfile
 
+    from tests.shard_files import shard_members
     from vistok.data.images import augmented_views, load_rgb, resize_crop
     from vistok.shards import encode_to_shards
 
@@ -320,10 +319,8 @@ def test_encode_augmented_views_get_unique_keys_and_say_which_view(tmp_path, aug
                      shard_size=1)
     infos = {}
     for shard in sorted((tmp_path / "shards").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            for m in tar.getmembers():
-                if m.name.endswith(".json"):
-                    infos[m.name[: -len(".json")]] = json.load(io.BytesIO(tar.extractfile(m).read()))
+        for key, sample in shard_members(shard).items():
+            infos[key] = json.loads(sample["json"])
     assert len(infos) == 2 * len(views)
     for key, info in infos.items():
         assert key.endswith("_" + info["view"]) and info["source"] in ("a/0.png", "a/1.png")

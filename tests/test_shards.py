@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.conftest import photo_batch
+from tests.shard_files import member_count, shard_members
 from vistok import Tokenizer
 from vistok.cli import main
 from vistok.configurable import to_config
@@ -80,11 +81,9 @@ def encoded(model_dir, image_dir, tmp_path_factory) -> Path:
 def _shard_samples(out: Path) -> dict[str, dict]:
     samples = {}
     for s in read_manifest(out)["shards"]:
-        with tarfile.open(out / s["name"]) as tar:
-            for m in tar.getmembers():
-                key, ext = m.name.split(".", 1)
-                assert samples.setdefault(key, {}).get(ext) is None, f"{m.name} twice"
-                samples[key][ext] = tar.extractfile(m).read()
+        for key, sample in shard_members(out / s["name"]).items():
+            assert key not in samples, f"{key} twice"
+            samples[key] = sample
     return samples
 
 
@@ -104,8 +103,9 @@ def _check_manifest_matches_files(out: Path) -> dict:
     for s in doc["shards"]:
         f = out / s["name"]
         assert sha256_file(f) == s["sha256"] and f.stat().st_size == s["bytes"], s["name"]
-        with tarfile.open(f) as tar:
-            assert len(tar.getnames()) == 2 * s["samples"], s["name"]
+        packed = doc["job"].get("shard_format") == "packed"  # one member per shard, else two per sample
+        assert member_count(f) == (1 if packed else 2 * s["samples"]), s["name"]
+        assert len(shard_members(f)) == s["samples"], s["name"]
     on_disk = sorted(p.name for p in out.iterdir() if p.name != "manifest.json")
     assert on_disk == sorted(s["name"] for s in doc["shards"]), "no partial or unlisted files are left"
     assert doc["totals"]["encoded"] == sum(s["samples"] for s in doc["shards"])
@@ -213,9 +213,9 @@ def test_resume_after_kill_9_encodes_every_input_exactly_once(model_dir, tmp_pat
     out = tmp_path / "out"
     args = ["encode", "--model", str(model_dir), "--input", str(images), "--output", str(out),
             "--batch-size", "2", "--shard-size", "5", "--workers", "1"]
-    exe = Path(sys.executable).with_name("vistok")
-    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ONE_THREAD)
+    root = Path(__file__).resolve().parents[1]  # this checkout's vistok, whatever the installed one
+    proc = subprocess.Popen([sys.executable, "-m", "vistok.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ONE_THREAD, cwd=root)
     manifest, deadline = out / "manifest.json", time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -323,10 +323,19 @@ def test_keys_are_unique_whatever_the_file_names(model_dir, tmp_path):
 
 
 def _flip_token_bytes(shard: Path) -> str:
-    """Overwrite the first id of the first tokens.npy in a shard with 0xDDFF (56831); returns its key."""
+    """Overwrite the first id of the first sample in a shard with 0xDDFF (56831); returns its key."""
+    from vistok.shards.packed import PACK_EXT, unpack
+
     with tarfile.open(shard) as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith(".tokens.npy"))
-    data = bytearray(shard.read_bytes())
+        member = next(m for m in tar.getmembers() if m.name.endswith((".tokens.npy", PACK_EXT)))
+        data = bytearray(shard.read_bytes())
+        if member.name.endswith(PACK_EXT):  # the (n, L) array is stored raw in the .npz: find row 0's bytes
+            block = unpack(tar.extractfile(member).read(), shard.name)
+            row = block.tokens[0].tobytes()
+            start = data.index(row, member.offset_data)
+            data[start:start + 2] = b"\xff\xdd"
+            shard.write_bytes(bytes(data))
+            return block.keys[0]
     header = np.lib.format.read_magic(io.BytesIO(data[member.offset_data:]))
     assert header == (1, 0)
     start = member.offset_data + data[member.offset_data:].index(b"\n") + 1  # after the npy header
@@ -335,10 +344,12 @@ def _flip_token_bytes(shard: Path) -> str:
     return member.name.split(".", 1)[0]
 
 
-def test_damaged_shards_are_refused_named_verified_and_repaired_by_a_rerun(model_dir, image_dir, tmp_path, capsys):
-    """Issue 11, item 2: flipped bytes, a truncated and a deleted shard."""
+@pytest.mark.parametrize("fmt", ["packed", "per-sample"])
+def test_damaged_shards_are_refused_named_verified_and_repaired_by_a_rerun(model_dir, image_dir, tmp_path, capsys,
+                                                                           fmt):
+    """Issue 11, item 2: flipped bytes, a truncated and a deleted shard (both formats)."""
     out = tmp_path / "out"
-    args = dict(num_tokens=K, batch_size=5, shard_size=7, workers=0, progress=False)
+    args = dict(num_tokens=K, batch_size=5, shard_size=7, workers=0, progress=False, shard_format=fmt)
     encode_to_shards(model_dir, image_dir, out, **args)
     shards = read_manifest(out)["shards"]
     flipped, cut, gone = (out / shards[i]["name"] for i in range(3))
@@ -352,12 +363,14 @@ def test_damaged_shards_are_refused_named_verified_and_repaired_by_a_rerun(model
     items = list(ds)
     assert len(items) == 24 - sum(s["samples"] for s in shards[:3]) and len(ds.problems) == 3
     assert all(i["tokens"].max() < 1000 for i in items)
-    # Without the manifest's hashes, the id check still catches the flipped bytes, naming shard and key.
+    # Without the manifest's hashes, the id check still catches the flipped bytes, naming shard and key; a
+    # packed member's zip checksum catches them first, naming shard and member.
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / flipped.name).write_bytes(flipped.read_bytes())
-    with pytest.raises(ValueError, match=f"shard .*{flipped.name}, sample {key}: token id 56831 outside the "
-                                         "codebook 0..999"):
+    match = (f"shard .*{flipped.name}, sample {key}: token id 56831 outside the codebook 0..999" if fmt != "packed"
+             else f"shard .*{flipped.name}, member .*pack.npz: .*Bad CRC-32")
+    with pytest.raises(ValueError, match=match):
         list(TokenDataset(str(alone / flipped.name), codebook_size=1000))
 
     with pytest.raises(SystemExit) as e:
@@ -365,7 +378,8 @@ def test_damaged_shards_are_refused_named_verified_and_repaired_by_a_rerun(model
     assert e.value.code == 1
     report = capsys.readouterr().out
     assert f"{gone.name}: missing" in report and f"{cut.name}: " in report and "truncated" in report
-    assert f"{flipped.name}: sha256 differs" in report and f"{key}: token id 56831" in report
+    assert f"{flipped.name}: sha256 differs" in report
+    assert f"{key}: token id 56831" in report if fmt != "packed" else "Bad CRC-32" in report
 
     s = encode_to_shards(model_dir, image_dir, out, **args)
     assert s.repaired == 3 and s.encoded_now == sum(x["samples"] for x in shards[:3]) and s.complete

@@ -9,13 +9,13 @@ from __future__ import annotations
 import io
 import json
 import random
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.shard_files import shard_members
 from vistok.cli import main
 from vistok.data.images import load_rgb
 from vistok.data.sample import photo_dir
@@ -58,12 +58,8 @@ def larp_export(tmp_path_factory) -> Path:
 def _samples(shards: Path) -> dict[str, tuple[np.ndarray, dict]]:
     out = {}
     for tar in sorted(shards.glob("*.tar")):
-        with tarfile.open(tar) as t:
-            members = {m.name: t.extractfile(m).read() for m in t.getmembers()}
-        for name, data in members.items():
-            if name.endswith(".tokens.npy"):
-                key = name[: -len(".tokens.npy")]
-                out[key] = (np.load(io.BytesIO(data)), json.loads(members[f"{key}.json"]))
+        for key, sample in shard_members(tar).items():
+            out[key] = (np.load(io.BytesIO(sample["tokens.npy"])), json.loads(sample["json"]))
     return out
 
 

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from vistok.data.images import tensor_to_uint8
+from vistok.shards.names import inside
 
 
 def output_dir(path: str | Path, overwrite: bool) -> Path:
@@ -106,10 +107,11 @@ def save_video(video: torch.Tensor, output: Path, name: str, fps: float, video_f
     from vistok.data.video_io import write_video
 
     if video_format == "png":
+        folder = inside(output, name)
         for t in range(video.shape[1]):
-            save_png(video[:, t], output / name / f"{t:03d}.png")
-        return output / name
-    path = output / f"{name}.mp4"
+            save_png(video[:, t], folder / f"{t:03d}.png")
+        return folder
+    path = inside(output, name, ".mp4")
     path.parent.mkdir(parents=True, exist_ok=True)
     from vistok.data.images import to_uint8
 
@@ -122,7 +124,8 @@ def decode_to_pngs(tok: Any, sequences: Iterator[tuple[str, torch.Tensor]], outp
                    **sampling: Any) -> int:
     """Decode (key, ids) pairs in batches, writing `<key>.png` (a video model: `<key>.mp4` at the fps of
     `infos[key]`, else `default_fps`, or frame PNGs with `video_format="png"`); returns the number written. A
-    key seen twice is an error (its file would be overwritten)."""
+    key seen twice is an error (its file would be overwritten), and so is a key that is not a safe relative name
+    (`vistok.shards.names`: `..` parts, absolute paths), checked before its batch is decoded."""
     from tqdm import tqdm
 
     seen: set[str] = set()
@@ -136,6 +139,7 @@ def decode_to_pngs(tok: Any, sequences: Iterator[tuple[str, torch.Tensor]], outp
                 seen.add(k)
             seqs = [ids if num_tokens is None else ids[:num_tokens] for _, ids in batch]
             for key, ids in zip(keys, seqs):  # name the sample (shards are checked by TokenDataset already)
+                inside(output, key, ".png")  # every key becomes a path under `output`, or nothing is written
                 try:
                     tok.quantizer.check_indices(ids)
                     if tok.input_spec.is_video:
@@ -149,7 +153,7 @@ def decode_to_pngs(tok: Any, sequences: Iterator[tuple[str, torch.Tensor]], outp
             else:
                 images = tok.decode(seqs, **sampling).cpu()  # (B, 3, H, W)
                 for key, image in zip(keys, images):
-                    save_png(image, output / f"{key}.png")
+                    save_png(image, inside(output, key, ".png"))
             count += len(batch)
             bar.update(len(batch))
     return count

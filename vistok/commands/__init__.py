@@ -35,6 +35,8 @@ COMMANDS: tuple[Command, ...] = (
             "--output SHARDS"),
     Command("verify", "verify", "check token shards against their manifest (hashes, counts, ids): vistok verify "
             "SHARDS"),
+    Command("shards", "shards", "token shard tools: vistok shards to-memmap SHARDS OUT (one flat token file, offsets, "
+            "labels and a metadata table for AR training)"),
     Command("ladder", "ladder", "decode at K = 1, 2, 4, ..., N tokens: vistok ladder --model DIR --input a.jpg "
             "--output l.png"),
     Command("decode", "decode", "token shards or a .npy of ids to PNGs: vistok decode --model DIR --input SHARDS "

@@ -41,6 +41,10 @@ def main(argv: list[str]) -> None:
                    help="video models: read at most this many frames of each video (default: all)")
     p.add_argument("--chunk", type=positive_int, default=None,
                    help="grid video models: encode this many latent frames at a time (bounded memory, same ids)")
+    p.add_argument("--format", choices=("packed", "per-sample"), default="packed", dest="shard_format",
+                   help="packed (default): all samples of a shard in one member (token array, lengths, labels, "
+                        "records), about the size of the tokens; per-sample: a tokens.npy and a json member per "
+                        "sample (~4 KB each). `TokenDataset`, verify and decode read both")
     a = p.parse_args(argv)
 
     import torch.distributed as dist
@@ -54,6 +58,6 @@ def main(argv: list[str]) -> None:
     summary = encode_to_shards(a.model, a.input, a.output, a.num_tokens, a.target_psnr, a.batch_size,
                                a.shard_size, a.workers, device, a.strict, max_pixels=a.max_pixels or None,
                                labels_from_folders=a.labels_from_folders, augment=a.augment, fps=a.fps,
-                               max_frames=a.max_frames, chunk=a.chunk)
+                               max_frames=a.max_frames, chunk=a.chunk, shard_format=a.shard_format)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(summary.line())

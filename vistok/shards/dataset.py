@@ -5,6 +5,9 @@
     loader = DataLoader(ds, batch_size=32, collate_fn=ds.collate, num_workers=2)
     for batch in loader: batch["tokens"] (B, L) int64, batch["mask"] (B, L) bool, batch["length"], batch["label"]
 
+Both shard formats read the same way (per-sample members, or packed: every sample of a shard in one member,
+`vistok.shards.packed`), with the same shuffle buffer, rank/worker split and checks.
+
 Samples are {"key", "tokens": (K,) int64, "length": K, "label": int (-1 when the input had none), "shape",
 "info" (the sample's json)}. Video shards of a grid model (OmniTokenizer style) hold tokens.npy of shape (T', h*w):
 `tokens` is that flattened time-major (the order the model reads), `shape` is (T', h*w), and a sample of another
@@ -17,7 +20,8 @@ checked against its sha256 and sample count before and after its samples are use
 must lie in the codebook (from the manifest, or `codebook_size`). A damaged shard or sample raises a
 ValueError naming the shard and the key, or with `on_error="skip"` is skipped with a warning and counted in
 `problems` (per process: with DataLoader workers, each worker counts its own; the warnings name them all).
-A manifest marked incomplete gives a warning.
+A manifest marked incomplete gives a warning; one that does not add up (a shard entry removed: its totals no
+longer match) is refused, so a reader never returns fewer samples than the job wrote without saying so.
 """
 
 from __future__ import annotations
@@ -25,19 +29,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import json
 import logging
-import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from vistok.shards.manifest import MANIFEST, read_manifest
+from vistok.shards.manifest import MANIFEST, manifest_problems, read_manifest
+from vistok.shards.samples import ShardSamples, decode_sample, frame_tokens_of
+
+__all__ = ["ShardError", "TokenDataset", "collate_tokens", "decode_sample"]
 
 log = logging.getLogger("vistok.shards")
 
@@ -73,20 +77,19 @@ class TokenDataset(IterableDataset):
                  codebook_size: int | None = None, frame_tokens: int | None = None) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.shuffle, self.shard_shuffle, self.seed, self.on_error = shuffle, shard_shuffle, seed, on_error
+        self.problems: list[str] = []
         self.spec: dict[str, Any] | None = None
         self.expected: dict[str, dict[str, Any]] = {}  # url -> manifest entry (sha256, samples)
         self.urls = self._resolve(urls)
         if codebook_size is None and self.spec:
             codebook_size = int(self.spec["codebook_size"])
         self.codebook_size = codebook_size
-        grid = (self.spec or {}).get("token_grid") or []
-        self.frame_tokens = math.prod(grid[1:]) if len(grid) == 3 else frame_tokens
-        self.shuffle, self.shard_shuffle, self.seed, self.on_error = shuffle, shard_shuffle, seed, on_error
+        self.frame_tokens = frame_tokens_of(self.spec) or frame_tokens
         if pad_id is None:
-            pad_id = self.spec["special_tokens"]["pad"] if self.spec else 0
+            pad_id = (self.spec or {}).get("special_tokens", {}).get("pad", 0)
         self.pad_id = pad_id
         self.collate = functools.partial(collate_tokens, pad_id=pad_id)
-        self.problems: list[str] = []
 
     def _use_manifest(self, path: str | Path, only: set[str] | None = None) -> list[str]:
         doc = read_manifest(path)
@@ -96,6 +99,8 @@ class TokenDataset(IterableDataset):
             warnings.warn(f"{manifest}: the encode job is incomplete ({len(doc.get('tasks_done', []))} of "
                           f"{doc.get('job', {}).get('tasks', '?')} tasks done); rerun `vistok encode` to finish it",
                           stacklevel=3)
+        for message in manifest_problems(doc, str(manifest)):  # never fewer samples than the job wrote, silently
+            self._problem(message + "; `vistok verify` checks the whole directory")
         self.spec = doc["tokenizer"]["tokens"]
         found = []
         for s in doc["shards"]:
@@ -145,8 +150,6 @@ class TokenDataset(IterableDataset):
     def _shard(self, url: str) -> Iterator[dict[str, Any]]:
         from webdataset.gopen import gopen
 
-        from vistok.shards.inputs import tar_samples
-
         entry = self.expected.get(url)
         if entry is not None:  # listed by a manifest: check the whole file before using any sample
             try:
@@ -164,72 +167,15 @@ class TokenDataset(IterableDataset):
                 stream = gopen(url, "rb")
             except Exception as e:
                 return self._problem(f"shard {url}: cannot be opened ({e})")
-        count, keys = 0, set()
+        samples = ShardSamples(stream, url, self.codebook_size, self.frame_tokens, self._problem)
         try:
-            for sample in tar_samples(stream):
-                count += 1
-                key = sample["__key__"]
-                if key in keys:
-                    self._problem(f"shard {url}, sample {key}: the key appears twice in the shard")
-                    continue
-                keys.add(key)
-                try:
-                    yield decode_sample(sample, url, self.codebook_size, self.frame_tokens)
-                except ValueError as e:
-                    self._problem(str(e))
+            yield from samples
         except ShardError:
             raise
         except Exception as e:
-            return self._problem(f"shard {url}: not a readable tar after {count} samples "
+            return self._problem(f"shard {url}: not a readable tar after {samples.count} samples "
                                  f"({type(e).__name__}: {e})")
         finally:
             stream.close()
-        if entry is not None and count != entry["samples"]:
-            self._problem(f"shard {url}: holds {count} samples, the manifest lists {entry['samples']}")
-
-
-def decode_sample(sample: dict[str, Any], url: str, codebook_size: int | None = None,
-                  frame_tokens: int | None = None) -> dict[str, Any]:
-    """A raw shard sample -> {"key", "tokens", "length", "label", "shape", "info"}; a ValueError names the
-    shard, the key and what is wrong (missing or undecodable tokens.npy, ids outside the codebook, a shape that
-    is not the model's, bad json). `frame_tokens`: h*w of a grid video model, whose samples are (T', h*w)
-    (returned flattened, time-major, with `shape` (T', h*w)); 1D samples have `shape` (K,). `info`: the json."""
-    key = sample["__key__"]
-    where = f"shard {url}, sample {key}"
-    if "tokens.npy" not in sample:
-        raise ValueError(f"{where}: no tokens.npy")
-    try:
-        arr = np.load(io.BytesIO(sample["tokens.npy"]), allow_pickle=False)
-    except Exception as e:  # numpy: ValueError for pickled (object) data, others for garbage
-        raise ValueError(f"{where}: tokens.npy is not a plain numpy array ({type(e).__name__}: {e})") from None
-    if arr.dtype.kind not in "iu" or arr.ndim not in (1, 2) or not arr.size:
-        raise ValueError(f"{where}: tokens.npy holds {arr.dtype} of shape {arr.shape}, expected integer ids of "
-                         "shape (K,), or (T', h*w) for a grid video model")
-    if arr.ndim == 2 and (frame_tokens is None or arr.shape[1] != frame_tokens):
-        expected = f"(T', {frame_tokens}) of a grid video model" if frame_tokens else "(K,): the model gives 1D tokens"
-        raise ValueError(f"{where}: tokens.npy has shape {arr.shape}, expected {expected}")
-    grid = tuple(int(n) for n in arr.shape)
-    ids = torch.from_numpy(arr.astype(np.int64).reshape(-1))  # a grid clip: time-major, as the model reads it
-    if codebook_size is not None:
-        outside = (ids < 0) | (ids >= codebook_size)
-        if bool(outside.any()):
-            raise ValueError(f"{where}: token id {int(ids[outside][0])} outside the codebook 0..{codebook_size - 1} "
-                             f"({int(outside.sum())} of {ids.numel()} ids)")
-    info: dict[str, Any] = {}
-    if "json" in sample:
-        try:
-            info = json.loads(sample["json"].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{where}: json is not valid UTF-8 JSON ({e})") from None
-        if not isinstance(info, dict):
-            raise ValueError(f"{where}: json is not an object")
-        if "K" in info and info["K"] != ids.numel():
-            raise ValueError(f"{where}: json says K={info['K']}, tokens.npy holds {ids.numel()} ids")
-        if "token_grid" in info and math.prod(info["token_grid"]) != ids.numel():
-            raise ValueError(f"{where}: json says token_grid {info['token_grid']}, tokens.npy holds {ids.numel()} ids")
-    label = info.get("label")
-    try:
-        label = -1 if label is None else int(label)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: label {label!r} is not an integer") from None
-    return {"key": key, "tokens": ids, "length": int(ids.numel()), "label": label, "shape": grid, "info": info}
+        if entry is not None and samples.count != entry["samples"]:
+            self._problem(f"shard {url}: holds {samples.count} samples, the manifest lists {entry['samples']}")

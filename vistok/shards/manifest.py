@@ -54,13 +54,96 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
+    """A manifest (or a directory's manifest.json), checked field by field (`check_manifest`): a hand-edited or
+    damaged one gives one ValueError naming the file and the field, never a KeyError or TypeError later."""
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST
     doc = read_json(path, "not a vistok token-shard directory")
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"{path}: 'format' is {doc.get('format')!r}, expected {FORMAT!r}")
+    check_manifest(doc, str(path))
     return doc
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__ if not isinstance(value, (int, float, str)) or isinstance(value, bool) else \
+        repr(value)
+
+
+def check_manifest(doc: Any, where: str) -> None:
+    """The layout of the module docstring, as far as readers and a rerun rely on it: `format`, `tokenizer.tokens`
+    with a positive `codebook_size`, `shards` a list of {name (a plain file name), task, samples, bytes, sha256,
+    tokens when given}, `skipped` a list of objects with a task, `tasks_done` a list of task indices, `job` and
+    `totals` objects when given."""
+    from vistok.shards.names import check_shard_name
+
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where}: not a JSON object (a {type(doc).__name__}), expected a vistok token-shard "
+                         "manifest")
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{where}: 'format' is {doc.get('format')!r}, expected {FORMAT!r}")
+    tok = doc.get("tokenizer")
+    if not isinstance(tok, dict) or not isinstance(tok.get("tokens"), dict):
+        missing = "no 'tokenizer'" if tok is None else "'tokenizer' without its 'tokens' block"
+        raise ValueError(f"{where}: {missing} (the model's tokens.json, needed to check the ids): not a manifest "
+                         "written by `vistok encode`, or a damaged one")
+    v = tok["tokens"].get("codebook_size")
+    if not _integer(v) or v < 1:
+        raise ValueError(f"{where}: 'tokenizer.tokens.codebook_size' is {v!r}, expected a positive integer")
+    for field, kind in (("job", dict), ("totals", dict), ("shards", list), ("skipped", list), ("tasks_done", list)):
+        if field in doc and not isinstance(doc[field], kind):
+            raise ValueError(f"{where}: {field!r} is a {type(doc[field]).__name__}, expected a {kind.__name__}")
+    if "shards" not in doc:
+        raise ValueError(f"{where}: no 'shards' list")
+    names = set()
+    for i, s in enumerate(doc["shards"]):
+        at = f"shards[{i}]"
+        if not isinstance(s, dict):
+            raise ValueError(f"{where}: {at} is {_kind(s)}, expected an object with name, task, samples, bytes "
+                             "and sha256")
+        for field in ("name", "task", "samples", "bytes", "sha256"):
+            if field not in s:
+                raise ValueError(f"{where}: {at} has no {field!r}")
+        check_shard_name(s["name"], f"{where}: {at}")
+        if s["name"] in names:
+            raise ValueError(f"{where}: shard {s['name']} is listed twice")
+        names.add(s["name"])
+        for field in ("task", "samples", "bytes", "tokens"):
+            if field in s and not _integer(s[field]):
+                raise ValueError(f"{where}: {at}[{field!r}] is {_kind(s[field])}, expected an integer >= 0")
+        sha = s["sha256"]
+        if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ValueError(f"{where}: {at}['sha256'] is {_kind(sha)}, expected 64 lowercase hex digits")
+    for i, s in enumerate(doc.get("skipped", [])):
+        if not isinstance(s, dict) or not _integer(s.get("task")):
+            raise ValueError(f"{where}: skipped[{i}] is {_kind(s)}, expected an object with a task index")
+    for i, t in enumerate(doc.get("tasks_done", [])):
+        if not _integer(t):
+            raise ValueError(f"{where}: tasks_done[{i}] is {_kind(t)}, expected a task index")
+
+
+def manifest_problems(doc: dict[str, Any], where: str) -> list[str]:
+    """What does not add up in a well-formed manifest (a shard entry removed or edited by hand): the totals
+    against the shard entries, and every shard's task among the done tasks. Readers refuse such a manifest
+    instead of returning fewer samples."""
+    problems = []
+    shards = doc["shards"]
+    totals = doc.get("totals")
+    if totals is not None:
+        encoded = sum(s["samples"] for s in shards)
+        if totals.get("encoded") != encoded:
+            problems.append(f"{where}: totals.encoded is {totals.get('encoded')}, the shards list {encoded} samples "
+                            "(a shard entry was removed or edited)")
+        if "shards" in totals and totals["shards"] != len(shards):
+            problems.append(f"{where}: totals.shards is {totals['shards']}, {len(shards)} shards are listed")
+    done = set(doc.get("tasks_done", []))
+    stray = sorted(s["name"] for s in shards if s["task"] not in done)
+    if "tasks_done" in doc and stray:
+        problems.append(f"{where}: {len(stray)} shards belong to tasks that are not done (first: {stray[0]})")
+    return problems
 
 
 class Manifest:
@@ -84,7 +167,11 @@ class Manifest:
             have = doc.get(key, {})
             diff = sorted(k for k in set(have) | set(want) if k != "model" and have.get(k) != want.get(k))
             if diff:
-                raise ValueError(f"{f} belongs to a different encode job ({key} differs in {', '.join(diff)}); "
+                hint = ""
+                if "shard_format" in diff:
+                    have_format = have.get("shard_format", "per-sample")
+                    hint = f" (its shards are {have_format}: pass --format {have_format} to resume it)"
+                raise ValueError(f"{f} belongs to a different encode job ({key} differs in {', '.join(diff)}){hint}; "
                                  "use another --output directory, or delete it to start over")
         for t in doc.get("tasks_done", []):
             self.tasks[t] = {"shards": [s for s in doc["shards"] if s["task"] == t],
@@ -113,7 +200,7 @@ class Manifest:
         skipped = [s for t in tasks for s in self.tasks[t]["skipped"]]
         encoded = sum(s["samples"] for s in shards)
         totals = {"inputs": encoded + len(skipped), "encoded": encoded, "skipped": len(skipped),
-                  "tokens": sum(s["tokens"] for s in shards), "bytes": sum(s["bytes"] for s in shards),
+                  "tokens": sum(s.get("tokens", 0) for s in shards), "bytes": sum(s["bytes"] for s in shards),
                   "shards": len(shards)}
         return {"format": FORMAT, "complete": complete, "tokenizer": self.tokenizer, "job": self.job,
                 "shards": shards, "skipped": skipped, "tasks_done": tasks, "totals": totals}

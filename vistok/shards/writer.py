@@ -12,6 +12,7 @@ tasks (so a contiguous range of shard names) and rank 0 merges the manifests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -20,6 +21,7 @@ import math
 import numbers
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,15 +95,23 @@ def tokenizer_info(tok: Any, model_path: str | None) -> dict[str, Any]:
             "weights_sha256": weights_fingerprint(tok), "tokens": token_spec(tok)}
 
 
-class _TaskWriter:
-    """The output shards of one task: `*.tar.partial` files renamed to `*.tar` once closed."""
+FORMATS = ("packed", "per-sample")
 
-    def __init__(self, output: Path, task: int, shard_size: int, dtype: np.dtype) -> None:
+
+class TaskWriter:
+    """The output shards of one task: `*.tar.partial` files renamed to `*.tar` once closed. `shard_format`:
+    "per-sample" (members `<key>.tokens.npy` + `<key>.json` per sample) or "packed" (one member per shard,
+    `vistok.shards.packed`)."""
+
+    def __init__(self, output: Path, task: int, shard_size: int, dtype: np.dtype,
+                 shard_format: str = "packed") -> None:
         self.output, self.task, self.shard_size, self.dtype = output, task, shard_size, dtype
+        self.packed = shard_format == "packed"
         self.shards: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
         self._tar = None
         self._count = self._tokens = 0
+        self._block: tuple[list[str], list[np.ndarray], list[dict[str, Any]]] = ([], [], [])
 
     def write(self, key: str, ids: torch.Tensor, meta: dict[str, Any]) -> None:
         import webdataset as wds
@@ -109,20 +119,31 @@ class _TaskWriter:
         if self._tar is None:
             self._path = self.output / shard_name(self.task, len(self.shards))
             self._tar = wds.TarWriter(str(self._path) + ".partial", encoder=False, mtime=TAR_MTIME)
-        buf = io.BytesIO()
-        np.save(buf, ids.numpy().astype(self.dtype), allow_pickle=False)
+        arr = ids.numpy().astype(self.dtype)
         info = {"source": meta["source"], "size": meta["size"], "K": int(ids.numel())}
         for field in ("label", "class", "view"):
             if field in meta:
                 info[field] = meta[field]
         info.update(meta.get("clip", {}))  # a video: frames, fps, kind, token_grid
-        self._tar.write({"__key__": key, "tokens.npy": buf.getvalue(), "json": json.dumps(info).encode()})
+        if self.packed:
+            for part, item in zip(self._block, (key, arr, info)):
+                part.append(item)
+        else:
+            buf = io.BytesIO()
+            np.save(buf, arr, allow_pickle=False)
+            self._tar.write({"__key__": key, "tokens.npy": buf.getvalue(), "json": json.dumps(info).encode()})
         self._count += 1
         self._tokens += int(ids.numel())
         if self._count == self.shard_size:
             self._close()
 
     def _close(self) -> None:
+        if self.packed:
+            from vistok.shards.packed import PACK_EXT, pack
+
+            self._tar.write({"__key__": self._path.name.removesuffix(".tar"),
+                             PACK_EXT: pack(*self._block, dtype=self.dtype)})
+            self._block = ([], [], [])
         self._tar.close()
         partial = Path(str(self._path) + ".partial")
         entry = {"name": self._path.name, "task": self.task, "samples": self._count, "tokens": self._tokens,
@@ -172,6 +193,7 @@ def encode_to_shards(
     fps: float | None = None,
     max_frames: int | None = None,
     chunk: int | None = None,
+    shard_format: str = "packed",
 ) -> EncodeSummary:
     """Encode an image folder or webdataset shards into token shards under `output` (resumable).
 
@@ -186,8 +208,14 @@ def encode_to_shards(
     frames of a file), `chunk` (encode a grid model's clip `chunk` latent frames at a time: bounded memory, the
     same ids). Its samples' tokens.npy is (T', h*w) for a grid model, (K,) for a 1D one, and the json adds
     frames, source_frames, fps, kind ("video" | "image") and token_grid.
+
+    `shard_format`: "packed" (default: one member per shard, `vistok.shards.packed`) or "per-sample" (two tar
+    members per sample). One job holds `output` at a time (`vistok.shards.lock`): a second is refused, naming
+    the holder.
     """
     check_settings(num_tokens, target_psnr, batch_size, shard_size, workers, device, max_pixels)
+    if shard_format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {shard_format!r}")
     if augment not in AUGMENTS:
         raise ValueError(f"--augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
     tok, model_path = _load_model(model, device)
@@ -213,47 +241,78 @@ def encode_to_shards(
 
     rank, world = _dist_info()
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    job = {**plan.job_info(), "num_tokens": k, "target_psnr": target_psnr, "shard_size": shard_size}
-    if video is not None:  # only for video models: image manifests stay as they were
-        job.update({"fps": fps, "max_frames": max_frames})
-    if augment != "none":  # only when used: manifests written without it stay resumable
-        job["augment"] = augment
-    manifest = Manifest(output, tokenizer_info(tok, model_path), job, rank, world)
-    block = _block(len(plan.tasks), rank, world)
-    manifest.adopt(block)
-    repaired = 0
-    for t in block:  # a listed shard that is missing, cut or altered: redo its task
-        if manifest.done(t):
-            problems = [p for s in manifest.tasks[t]["shards"] for p in verify_shard(output / s["name"], s)]
-            if problems:
-                log.warning("re-encoding task %d: %s", t, "; ".join(problems))
-                manifest.forget(t)
-                repaired += 1
-    pending = [t for t in block if not manifest.done(t)]
-    for t in pending:  # leftovers of a killed run: partial or renamed-but-uncommitted shards
-        for f in output.glob(f"tokens-{t:06d}-*"):
-            f.unlink()
+    with _output_lock(output, rank, world):  # one job per directory, before anything in it is read or removed
+        output.mkdir(parents=True, exist_ok=True)
+        job = {**plan.job_info(), "num_tokens": k, "target_psnr": target_psnr, "shard_size": shard_size}
+        if shard_format != "per-sample":  # only when packed: manifests written before packing stay resumable
+            job["shard_format"] = shard_format
+        if video is not None:  # only for video models: image manifests stay as they were
+            job.update({"fps": fps, "max_frames": max_frames})
+        if augment != "none":  # only when used: manifests written without it stay resumable
+            job["augment"] = augment
+        manifest = Manifest(output, tokenizer_info(tok, model_path), job, rank, world)
+        block = _block(len(plan.tasks), rank, world)
+        manifest.adopt(block)
+        repaired = 0
+        for t in block:  # a listed shard that is missing, cut or altered, or a shard file it does not list: redo
+            if manifest.done(t):
+                problems = [p for s in manifest.tasks[t]["shards"] for p in verify_shard(output / s["name"], s)]
+                listed = {s["name"] for s in manifest.tasks[t]["shards"]}
+                problems += [f"{f.name}: on disk but not listed in the manifest" for f in
+                             sorted(output.glob(f"tokens-{t:06d}-*.tar")) if f.name not in listed]
+                if problems:
+                    log.warning("re-encoding task %d: %s", t, "; ".join(problems))
+                    manifest.forget(t)
+                    repaired += 1
+        pending = [t for t in block if not manifest.done(t)]
+        for t in pending:  # leftovers of a killed run: partial or renamed-but-uncommitted shards
+            for f in output.glob(f"tokens-{t:06d}-*"):
+                f.unlink()
 
-    start = time.perf_counter()
-    encoded_now = _run(tok, plan, pending, output, manifest, k, target_psnr, batch_size, shard_size, workers,
-                       strict, progress and rank == 0, max_pixels, augment, video, chunk)
-    seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        encoded_now = _run(tok, plan, pending, output, manifest, k, target_psnr, batch_size, shard_size, workers,
+                           strict, progress and rank == 0, max_pixels, augment, video, chunk, shard_format)
+        seconds = time.perf_counter() - start
 
-    if plan.labels is not None and rank == 0:
-        write_json_atomic(output / LABELS, plan.labels)
-    if world > 1:
-        dist.barrier()
-    doc = manifest.to_json()
+        if plan.labels is not None and rank == 0:
+            write_json_atomic(output / LABELS, plan.labels)
+        if world > 1:
+            dist.barrier()
+        doc = manifest.to_json()
+        if rank == 0:
+            manifest.reload()
+            doc = manifest.finalize(len(plan.tasks))
+        if world > 1:
+            dist.barrier()
+        tot = doc["totals"]
+        summary = EncodeSummary(tot["inputs"], tot["encoded"], tot["skipped"], tot["tokens"], tot["bytes"],
+                                tot["shards"], bool(doc["complete"]), encoded_now, seconds, repaired)
+        return summary
+
+
+@contextlib.contextmanager
+def _output_lock(output: Path, rank: int, world: int) -> Iterator[None]:
+    """Rank 0 holds the output directory's lock (`vistok.shards.lock`) for the job; in a distributed job every
+    rank learns whether it got it, so that all ranks stop together when another job holds it."""
+    from vistok.shards.lock import DirectoryBusy, DirectoryLock
+
+    lock, error = None, None
     if rank == 0:
-        manifest.reload()
-        doc = manifest.finalize(len(plan.tasks))
+        try:
+            lock = DirectoryLock(output, "vistok encode").acquire()
+        except DirectoryBusy as e:
+            error = str(e)
     if world > 1:
-        dist.barrier()
-    tot = doc["totals"]
-    summary = EncodeSummary(tot["inputs"], tot["encoded"], tot["skipped"], tot["tokens"], tot["bytes"],
-                            tot["shards"], bool(doc["complete"]), encoded_now, seconds, repaired)
-    return summary
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise DirectoryBusy(error)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def check_settings(num_tokens: Any, target_psnr: Any, batch_size: Any, shard_size: Any, workers: Any,
@@ -285,7 +344,7 @@ def _block(num_tasks: int, rank: int, world: int) -> list[int]:
 def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: Manifest, k: int | None,
          target_psnr: float | None, batch_size: int, shard_size: int, workers: int, strict: bool,
          show: bool, max_pixels: int | None = MAX_PIXELS, augment: str = "none", video: Any = None,
-         chunk: int | None = None) -> int:
+         chunk: int | None = None, shard_format: str = "packed") -> int:
     from tqdm import tqdm
 
     encode_chunk = chunk  # `chunk` below is the loader's unit of work
@@ -299,12 +358,12 @@ def _run(tok: Any, plan: InputPlan, pending: list[int], output: Path, manifest: 
     total = None if plan.num_inputs is None else sum(len(plan.tasks[t].items) + len(plan.tasks[t].skipped)
                                                      for t in pending)
     bar = tqdm(total=total, unit="img", desc="encode", disable=not show, dynamic_ncols=True)
-    open_tasks: dict[int, _TaskWriter] = {}
+    open_tasks: dict[int, TaskWriter] = {}
     encoded = 0
 
-    def writer(t: int) -> _TaskWriter:
+    def writer(t: int) -> TaskWriter:
         if t not in open_tasks:
-            open_tasks[t] = _TaskWriter(output, t, shard_size, dtype)
+            open_tasks[t] = TaskWriter(output, t, shard_size, dtype, shard_format)
         return open_tasks[t]
 
     try:
