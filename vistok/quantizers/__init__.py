@@ -1,8 +1,9 @@
 """Quantizers behind one interface: `forward(z) -> QuantizerOutput`, `indices_to_codes`, `codes()`."""
 
 from vistok.quantizers.base import Quantizer, QuantizerOutput
+from vistok.quantizers.ema_codebook import EMACodebookQuantizer
 from vistok.quantizers.fsq import FSQQuantizer
 from vistok.quantizers.lfq import LFQQuantizer
 from vistok.quantizers.vq import VQQuantizer
 
-__all__ = ["FSQQuantizer", "LFQQuantizer", "Quantizer", "QuantizerOutput", "VQQuantizer"]
+__all__ = ["EMACodebookQuantizer", "FSQQuantizer", "LFQQuantizer", "Quantizer", "QuantizerOutput", "VQQuantizer"]
