@@ -168,3 +168,17 @@ def test_refusals_name_the_problem_and_write_nothing(tmp_path):
         with pytest.raises(ImportRefused, match=words):
             import_checkpoint(str(path), str(out), config=config)
         assert not out.exists(), f"{path.name}: something was written"
+
+
+@pytest.mark.parametrize("config, count", [("omnitokenizer_256.yaml", 55_318_216),
+                                           ("omnitokenizer_256_joint.yaml", 53_708_440)])
+def test_paper_size_configs_count_the_official_parameters(config, count):
+    """Stage 1 (relative bias MLPs in the spatial blocks) and stage 2 (RoPE), as the official code counts them
+    with --spatial_pos rel / rope (encoder, decoder, pre/post_vq_conv; the codebook is buffers)."""
+    from vistok.configurable import from_config
+    from vistok.importers.lightning_ckpt import config_from_file
+
+    node = config_from_file(Path(__file__).parents[1] / "configs" / config)
+    with torch.device("meta"):
+        tok = from_config(node)
+    assert sum(p.numel() for p in tok.parameters()) == count
