@@ -169,7 +169,7 @@ class Tokenizer(nn.Module):
         if self.prior is not None:
             from vistok.tokenizers.ar_prior import ar_prior_loss
 
-            losses["prior"] = ar_prior_loss(self.prior, quant.codes, quant.indices)
+            losses["prior"] = ar_prior_loss(self.prior, quant.codes, quant.indices, self.quantizer)
         codes, valid = quant.codes, None
         if self.token_dropout is not None:
             codes, valid = self.token_dropout(codes)  # (B, K, d), (B, K) | None
