@@ -182,3 +182,17 @@ def test_paper_size_configs_count_the_official_parameters(config, count):
     with torch.device("meta"):
         tok = from_config(node)
     assert sum(p.numel() for p in tok.parameters()) == count
+
+
+def test_an_imported_model_is_not_chunked_and_its_prefixes_see_the_whole_clip(tmp_path):
+    """The official PEG order lets later frames move earlier tokens: chunked passes are refused, and a prefix
+    of the ids is the prefix of a whole encode (not the encode of the first frames)."""
+    tok = build_tokenizer(FIXTURES / "rope.ckpt")
+    video = _io("rope")["video"]
+    whole = tok.encode(video)
+    per_frame = whole.shape[1] // 3
+    assert torch.equal(tok.encode(video, num_tokens=per_frame), whole[:, :per_frame])
+    with pytest.raises(ValueError, match="not causal in time"):
+        tok.encode(video, chunk=1)
+    with pytest.raises(ValueError, match="not causal in time"):
+        tok.decode(whole, chunk=1)

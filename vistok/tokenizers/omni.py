@@ -111,6 +111,7 @@ class OmniEncoder(Encoder):
         h, w, gh, gw = _grid(image_size, patch_size)
         _check_architecture(architecture, peg_order, linear_path)
         self.architecture, self.peg_order = architecture, peg_order
+        self.causal_in_time = not (architecture == "official" and peg_order == "official")
         self.input_spec = InputSpec(in_channels, h, w, f"1+{temporal_patch}k")
         self.image_size = h if h == w else (h, w)
         self.in_channels, self.temporal_patch, self.token_dim = in_channels, temporal_patch, token_dim
@@ -184,6 +185,7 @@ class OmniDecoder(Decoder):
         h, w, gh, gw = _grid(image_size, patch_size)
         _check_architecture(architecture, peg_order, linear_path)
         self.architecture, self.peg_order = architecture, peg_order
+        self.causal_in_time = not (architecture == "official" and peg_order == "official")
         self.output_spec = InputSpec(out_channels, h, w, f"1+{temporal_patch}k")
         self.image_size = h if h == w else (h, w)
         self.token_dim, self.temporal_patch = token_dim, temporal_patch
