@@ -167,3 +167,12 @@ def test_training_checkpoint_layout_imports_too(tmp_path):
     with torch.no_grad():
         ids = tok.encode(_io()["video"])
     assert torch.equal(ids, _io()["ids"])
+
+
+@pytest.mark.parametrize("name, count", [("larp", 172_179_984 + 21_700_240), ("omnitokenizer", 53_708_440)])
+def test_registered_variants_build_the_official_networks(name, count):
+    from vistok.tokenizers.registry import build_tokenizer as build_variant
+
+    with torch.device("meta"):
+        tok = build_variant(name, architecture="official")
+    assert sum(p.numel() for p in tok.parameters()) == count
