@@ -5,7 +5,8 @@ Needs the official repository (`--official-repo`) and, beside vistok, the packag
 encoder ttww, decoder tttt, RoPE) is built by the official code with random weights, its state dict mapped into
 vistok's `OmniEncoder/OmniDecoder(architecture="official")`, and each (implementation, frames, size) is run in its
 own process: encode + decode of one clip under no_grad, fp32, on the CPU (or `--device cuda`). Memory: the peak
-resident set (CPU) or peak allocated (CUDA) during the pass, above what the process held before it.
+resident set (CPU, Linux: reset through /proc/self/clear_refs before the pass) or peak allocated (CUDA) during
+the pass, above what the process held before it.
 
     python scripts/bench_official_video.py --official-repo PATH --frames 17 129 --sizes 128
 """
@@ -13,8 +14,8 @@ resident set (CPU) or peak allocated (CUDA) during the pass, above what the proc
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -41,6 +42,13 @@ def _official(repo: Path, size: int):
         l2_code=True, use_vae=False, ff_mult=4.0, norm_type="batch", spatial_pos="rope", sequence_length=17)
     torch.manual_seed(0)
     return build(omni, args).eval(), args
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _worker(impl: str, frames: int, size: int, repo: Path, device: str) -> dict:
@@ -72,14 +80,16 @@ def _worker(impl: str, frames: int, size: int, repo: Path, device: str) -> dict:
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
         else:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            gc.collect()
+            Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set (Linux)
+            before = _status_kb("VmRSS") * 1024
         start = time.perf_counter()
         run()
         if device == "cuda":
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated() - before
         else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+            peak = _status_kb("VmHWM") * 1024 - before
         seconds = time.perf_counter() - start
     return {"impl": impl, "frames": frames, "size": size, "seconds": round(seconds, 2),
             "frames_per_s": round(frames / seconds, 2), "peak_mb": round(peak / 2**20)}
