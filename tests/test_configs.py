@@ -29,7 +29,9 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
     if video:  # clips of the embedded sample-clips; 5 frames keep the 256 px joint config's step small
         args += ["--data.image_batch_size=2"] if data.get("images") else []
         # the data's clip length is the encoder's (stated once): shortened there
-        args += [f"{prefix}.encoder.init_args.num_frames=5"] if encoder.get("num_frames", 17) > 5 else []
+        # (8 for a network that takes whole 4-frame patches only, the official LARP)
+        short = 8 if encoder.get("architecture") == "official" and "LARP" in str(doc["model"]["tokenizer"]) else 5
+        args += [f"{prefix}.encoder.init_args.num_frames={short}"] if encoder.get("num_frames", 17) > short else []
     else:
         args.append("--data.val_length=2")
     if doc["model"]["tokenizer"]["init_args"]["decoder"]["class_path"].endswith("FlowDecoder"):
@@ -44,6 +46,8 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
                      f"{prefix}.{part}.init_args.temporal_depth=1"]
     elif encoder.get("image_size", 0) > 64:  # big variants: same widths and shapes, one layer each side
         args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
+        if doc["model"]["tokenizer"]["init_args"].get("prior"):  # and 64 tokens, one prior layer
+            args += [f"{prefix}.encoder.init_args.num_tokens=64", f"{prefix}.prior.init_args.depth=1"]
     return args
 
 

@@ -13,10 +13,10 @@ from vistok.nn.attention import Attention
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, exact_gelu: bool = False) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU(approximate="tanh")
+        self.act = nn.GELU() if exact_gelu else nn.GELU(approximate="tanh")
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -33,13 +33,17 @@ class TransformerBlock(nn.Module):
         mlp_ratio: float = 4.0,
         qk_norm: bool = False,
         cond_dim: int | None = None,
+        qkv_bias: bool = True,
+        exact_gelu: bool = False,
+        norm_eps: float = 1e-6,
     ) -> None:
+        """`qkv_bias=False, exact_gelu=True, norm_eps=1e-5`: timm 1.0.9's ViT `Block` as LARP builds it."""
         super().__init__()
         affine = cond_dim is None
-        self.norm1 = nn.LayerNorm(dim, elementwise_affine=affine, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qk_norm=qk_norm)
-        self.norm2 = nn.LayerNorm(dim, elementwise_affine=affine, eps=1e-6)
-        self.mlp = MLP(dim, int(dim * mlp_ratio))
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=affine, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=affine, eps=norm_eps)
+        self.mlp = MLP(dim, int(dim * mlp_ratio), exact_gelu)
         self.modulation = None
         if cond_dim is not None:
             self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * dim))
@@ -69,10 +73,14 @@ class Transformer(nn.Module):
         mlp_ratio: float = 4.0,
         qk_norm: bool = False,
         cond_dim: int | None = None,
+        qkv_bias: bool = True,
+        exact_gelu: bool = False,
+        norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, num_heads, mlp_ratio, qk_norm, cond_dim) for _ in range(depth)
+            TransformerBlock(dim, num_heads, mlp_ratio, qk_norm, cond_dim, qkv_bias, exact_gelu, norm_eps)
+            for _ in range(depth)
         )
 
     def forward(

@@ -1,8 +1,11 @@
 """Quantizers behind one interface: `forward(z) -> QuantizerOutput`, `indices_to_codes`, `codes()`."""
 
 from vistok.quantizers.base import Quantizer, QuantizerOutput
+from vistok.quantizers.ema_codebook import EMACodebookQuantizer
 from vistok.quantizers.fsq import FSQQuantizer
 from vistok.quantizers.lfq import LFQQuantizer
+from vistok.quantizers.stochastic_vq import StochasticVQQuantizer
 from vistok.quantizers.vq import VQQuantizer
 
-__all__ = ["FSQQuantizer", "LFQQuantizer", "Quantizer", "QuantizerOutput", "VQQuantizer"]
+__all__ = ["EMACodebookQuantizer", "FSQQuantizer", "LFQQuantizer", "Quantizer", "QuantizerOutput",
+           "StochasticVQQuantizer", "VQQuantizer"]

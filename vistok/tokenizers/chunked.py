@@ -18,9 +18,13 @@ from torch import nn
 from vistok.nn.patch3d import frame_range, latent_frames
 
 
-def _check_chunk(chunk: int) -> int:
+def check_chunk(chunk: int, network: nn.Module | None = None) -> int:
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive number of latent frames, got {chunk!r}")
+    if network is not None and not getattr(network, "causal_in_time", True):
+        raise ValueError(f"this {type(network).__name__} is not causal in time (OmniTokenizer's official temporal "
+                         "PEG order, peg_order='official'): later frames change earlier outputs, so a chunked pass "
+                         "would not equal a whole one; pass whole clips (chunk=None)")
     return chunk
 
 
@@ -29,7 +33,7 @@ def encode_chunked(encoder: nn.Module, x: torch.Tensor, chunk: int,
     """x (B, C, T, H, W), T = 1 + t*k -> (B, T' * h * w, d), as `encoder(x)`, `chunk` latent frames at a time.
     `quantize` (z (B, n, d) -> ids (B, n)) is applied to each chunk's outputs, so the quantizer's distance
     tables are a chunk's too; then the result is the ids (B, T' * h * w)."""
-    _check_chunk(chunk)
+    check_chunk(chunk, encoder)
     t, ctx, per = encoder.temporal_patch, encoder.context, encoder.tokens_per_frame
     n = latent_frames(x.shape[2], t)
     out = []
@@ -44,7 +48,7 @@ def encode_chunked(encoder: nn.Module, x: torch.Tensor, chunk: int,
 
 def decode_chunked(decoder: nn.Module, codes: torch.Tensor, chunk: int) -> torch.Tensor:
     """codes (B, T' * h * w, d) -> (B, C, T, H, W), as `decoder(codes)`, `chunk` latent frames at a time."""
-    _check_chunk(chunk)
+    check_chunk(chunk, decoder)
     t, ctx, per = decoder.temporal_patch, decoder.context, decoder.tokens_per_frame
     n = codes.shape[1] // per
     out = []

@@ -12,8 +12,15 @@ for latent frame j only on tokens of latent frames <= j. So a prefix of a clip's
 the encoding of its first frames, and long clips are encoded and decoded in chunks with the same result
 (`vistok.tokenizers.chunked`; `context` is how many latent frames of the past a chunk needs).
 
-Departures: temporal attention is windowed with a relative bias (see `vistok.nn.spacetime`); spatial
-positions are a learned embedding rather than PEG convolutions; no GAN/perceptual terms here (trainers).
+Two architectures. `architecture="vistok"` (the default) departs from the paper: temporal attention is windowed
+with a relative bias (see `vistok.nn.spacetime`), spatial positions are a learned embedding rather than PEG
+convolutions, blocks are standard pre-norm ViT blocks. `architecture="official"` is the released network
+(`vistok.nn.omni_blocks`: PEG, cosine attention, GEGLU, a norm per stack, RoPE or a relative bias, encoder
+`ttww` and decoder `tttt`, fully causal temporal attention), which released checkpoints import into
+(`vistok.importers.omnitokenizer`). Its `peg_order="official"` reproduces the official temporal PEG's reshape
+(not causal in time: a later frame moves earlier latents, so chunked encoding is not exact with it); new
+training keeps the default, "causal". With the official architecture a chunk is run with the whole past as
+context (`context` is unbounded): the ids equal a whole encode, but memory grows with the clip.
 
 Shapes: (B, C, T, H, W) -> (B, T' * h * w, token_dim) -> (B, C, T, H, W), T' = 1 + (T-1)/t.
 """
@@ -28,9 +35,33 @@ from vistok.configurable import configurable
 from vistok.decoders.base import Decoder
 from vistok.input_spec import InputSpec, image_hw
 from vistok.nn.linear_path import VideoPatchLinearPath
+from vistok.nn.omni_blocks import OmniSpaceTime
 from vistok.nn.patch3d import VideoPatchEmbed, VideoPatchHead, latent_frames
 from vistok.nn.spacetime import SpaceTimeTransformer
 from vistok.tokenizers.encoder import Encoder
+
+ARCHITECTURES = ("vistok", "official")
+PEG_ORDERS = ("causal", "official")
+# the official temporal attention is causal over the whole past: a chunk needs every earlier latent frame
+UNBOUNDED_CONTEXT = 1 << 30
+
+
+def _check_architecture(architecture: str, peg_order: str, linear_path: bool) -> None:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    if peg_order not in PEG_ORDERS:
+        raise ValueError(f"peg_order must be one of {PEG_ORDERS}, got {peg_order!r}")
+    if architecture == "official" and linear_path:
+        raise ValueError("linear_path is an option of the vistok architecture, not of the official one")
+
+
+def _letters(spatial_blocks: list[str]) -> str:
+    """["full", "window", ...] -> the official block letters "tw..." ("t" full attention, "w" window)."""
+    letters = {"full": "t", "window": "w"}
+    bad = [k for k in spatial_blocks if k not in letters]
+    if bad:
+        raise ValueError(f"spatial_blocks entries must be 'full' or 'window', got {bad}")
+    return "".join(letters[k] for k in spatial_blocks)
 
 
 def _grid(image_size: int | tuple[int, int], patch_size: int) -> tuple[int, int, int, int]:
@@ -61,15 +92,26 @@ class OmniEncoder(Encoder):
         mlp_ratio: float = 4.0,
         qk_norm: bool = False,
         linear_path: bool = False,
+        architecture: str = "vistok",
+        head_dim: int = 64,
+        spatial_pos: str = "rope",
+        peg_order: str = "causal",
+        position_bias: bool = False,
     ) -> None:
         """`num_frames`: the clip length the model is trained on; it sets `num_tokens` (the token count of such
         a clip) and nothing else: any T = 1 + t*k encodes. `temporal_window`: latent frames a temporal block
         sees (itself included); the default, 5, is the latent length of the 17-frame training clip: full causal
         attention within a training clip, and relative offsets beyond it (never trained) are never used.
         `linear_path`: add a linear map of each patch to its token (`VideoPatchLinearPath`, PCA-initialised by
-        `patch_pca_init`); the transformer's output layer then starts at zero, a residual on it."""
+        `patch_pca_init`); the transformer's output layer then starts at zero, a residual on it.
+        `architecture="official"`: the released OmniTokenizer network (`vistok.nn.omni_blocks`; see the module
+        docstring); `head_dim`, `spatial_pos`, `peg_order` and `position_bias` apply to it, `temporal_window`
+        and `qk_norm` do not (its temporal attention is fully causal), and `proj` is its `pre_vq_conv`."""
         super().__init__()
         h, w, gh, gw = _grid(image_size, patch_size)
+        _check_architecture(architecture, peg_order, linear_path)
+        self.architecture, self.peg_order = architecture, peg_order
+        self.causal_in_time = not (architecture == "official" and peg_order == "official")
         self.input_spec = InputSpec(in_channels, h, w, f"1+{temporal_patch}k")
         self.image_size = h if h == w else (h, w)
         self.in_channels, self.temporal_patch, self.token_dim = in_channels, temporal_patch, token_dim
@@ -78,11 +120,19 @@ class OmniEncoder(Encoder):
         self.num_frames = num_frames
         self.num_tokens = latent_frames(num_frames, temporal_patch) * self.tokens_per_frame
         self.embed = VideoPatchEmbed(patch_size, temporal_patch, in_channels, width)
-        self.pos = nn.Parameter(width**-0.5 * torch.randn(1, 1, gh, gw, width))
-        self.transformer = SpaceTimeTransformer(width, num_heads, (gh, gw), list(spatial_blocks), temporal_depth,
-                                                window_size, temporal_window, mlp_ratio, qk_norm)
-        self.context = self.transformer.context
-        self.norm = nn.LayerNorm(width)
+        if architecture == "official":
+            self.pos, self.norm = None, nn.Identity()
+            self.transformer = OmniSpaceTime(width, num_heads, head_dim, (gh, gw), _letters(spatial_blocks),
+                                             temporal_depth, window_size, mlp_ratio,
+                                             official_peg_order=peg_order == "official", spatial_pos=spatial_pos,
+                                             position_bias=position_bias)
+            self.context = UNBOUNDED_CONTEXT
+        else:
+            self.pos = nn.Parameter(width**-0.5 * torch.randn(1, 1, gh, gw, width))
+            self.transformer = SpaceTimeTransformer(width, num_heads, (gh, gw), list(spatial_blocks),
+                                                    temporal_depth, window_size, temporal_window, mlp_ratio, qk_norm)
+            self.context = self.transformer.context
+            self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, token_dim)
         self.linear_path = VideoPatchLinearPath(patch_size, temporal_patch, in_channels, token_dim) if linear_path \
             else None
@@ -97,7 +147,8 @@ class OmniEncoder(Encoder):
     def forward(self, x: torch.Tensor, starts_video: bool = True) -> torch.Tensor:
         """x (B, C, T, H, W) -> (B, T' * h * w, token_dim), time-major. `starts_video=False`: x is a chunk of
         t*k frames that does not begin at frame 0 (chunked encoding)."""
-        z = self.proj(self.norm(self.transformer(self.embed(x, starts_video) + self.pos)))  # (B, T', h, w, d)
+        y = self.embed(x, starts_video)  # (B, T', h, w, D)
+        z = self.proj(self.norm(self.transformer(y if self.pos is None else y + self.pos)))  # (B, T', h, w, d)
         if self.linear_path is not None:
             z = z + self.linear_path(x, starts_video)
         return rearrange(z, "b t h w d -> b (t h w) d")
@@ -121,22 +172,40 @@ class OmniDecoder(Decoder):
         mlp_ratio: float = 4.0,
         qk_norm: bool = False,
         linear_path: bool = False,
+        architecture: str = "vistok",
+        head_dim: int = 64,
+        spatial_pos: str = "rope",
+        peg_order: str = "causal",
+        position_bias: bool = False,
     ) -> None:
         """`linear_path`: add a linear map of each token to its patch (the mirror of the encoder's); the
-        transformer's head then starts at zero, a residual on it."""
+        transformer's head then starts at zero, a residual on it. `architecture="official"`: as the encoder's
+        (the official decoder's spatial blocks are `[full] * 4`); `proj` is its `post_vq_conv`."""
         super().__init__()
         h, w, gh, gw = _grid(image_size, patch_size)
+        _check_architecture(architecture, peg_order, linear_path)
+        self.architecture, self.peg_order = architecture, peg_order
+        self.causal_in_time = not (architecture == "official" and peg_order == "official")
         self.output_spec = InputSpec(out_channels, h, w, f"1+{temporal_patch}k")
         self.image_size = h if h == w else (h, w)
         self.token_dim, self.temporal_patch = token_dim, temporal_patch
         self.grid = (gh, gw)
         self.tokens_per_frame = gh * gw
         self.proj = nn.Linear(token_dim, width)
-        self.pos = nn.Parameter(width**-0.5 * torch.randn(1, 1, gh, gw, width))
-        self.transformer = SpaceTimeTransformer(width, num_heads, (gh, gw), list(spatial_blocks), temporal_depth,
-                                                window_size, temporal_window, mlp_ratio, qk_norm, temporal_first=True)
-        self.context = self.transformer.context
-        self.norm = nn.LayerNorm(width)
+        if architecture == "official":
+            self.pos, self.norm = None, nn.Identity()
+            self.transformer = OmniSpaceTime(width, num_heads, head_dim, (gh, gw), _letters(spatial_blocks),
+                                             temporal_depth, window_size, mlp_ratio,
+                                             official_peg_order=peg_order == "official", spatial_pos=spatial_pos,
+                                             position_bias=position_bias, temporal_first=True)
+            self.context = UNBOUNDED_CONTEXT
+        else:
+            self.pos = nn.Parameter(width**-0.5 * torch.randn(1, 1, gh, gw, width))
+            self.transformer = SpaceTimeTransformer(width, num_heads, (gh, gw), list(spatial_blocks),
+                                                    temporal_depth, window_size, temporal_window, mlp_ratio, qk_norm,
+                                                    temporal_first=True)
+            self.context = self.transformer.context
+            self.norm = nn.LayerNorm(width)
         self.head = VideoPatchHead(patch_size, temporal_patch, out_channels, width)
         self.linear_path = VideoPatchHead(patch_size, temporal_patch, out_channels, token_dim) if linear_path \
             else None
@@ -157,6 +226,7 @@ class OmniDecoder(Decoder):
             raise ValueError(f"the decoder takes whole latent frames of {self.grid[0]} x {self.grid[1]} = "
                              f"{self.tokens_per_frame} tokens, got {n} tokens")
         grid = rearrange(codes, "b (t h w) d -> b t h w d", h=self.grid[0], w=self.grid[1])
-        out = self.head(self.norm(self.transformer(self.proj(grid) + self.pos)), starts_video)
+        y = self.proj(grid)  # (B, T', h, w, D)
+        out = self.head(self.norm(self.transformer(y if self.pos is None else y + self.pos)), starts_video)
         return out if self.linear_path is None else out + self.linear_path(grid, starts_video)
 

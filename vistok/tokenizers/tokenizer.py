@@ -169,7 +169,7 @@ class Tokenizer(nn.Module):
         if self.prior is not None:
             from vistok.tokenizers.ar_prior import ar_prior_loss
 
-            losses["prior"] = ar_prior_loss(self.prior, quant.codes, quant.indices)
+            losses["prior"] = ar_prior_loss(self.prior, quant.codes, quant.indices, self.quantizer)
         codes, valid = quant.codes, None
         if self.token_dropout is not None:
             codes, valid = self.token_dropout(codes)  # (B, K, d), (B, K) | None
@@ -206,6 +206,12 @@ class Tokenizer(nn.Module):
         x = self.check_images(images)  # (B, C, T, H, W)
         total = self.token_grid(x.shape[2])[0] * self.frame_tokens
         k = total if num_tokens is None else self._check_length(num_tokens, total)
+        if not getattr(self.encoder, "causal_in_time", True):  # later frames move earlier tokens: encode them all
+            if chunk is not None:
+                from vistok.tokenizers.chunked import check_chunk
+
+                check_chunk(chunk, self.encoder)  # refuses, saying why
+            return self.quantizer(self.encoder(x)).indices[:, :k]
         x = x[:, :, : 1 + self.encoder.temporal_patch * (k // self.frame_tokens - 1)]  # causal: frames it needs
         if chunk is not None:
             from vistok.tokenizers.chunked import encode_chunked

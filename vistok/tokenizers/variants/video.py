@@ -5,13 +5,16 @@
 l2-normalised): 17 x 256 x 256 -> 5 x 32 x 32 tokens (configs/omnitokenizer_256.yaml). `omni-tiny` (32 px,
 FSQ, 2+1 layers a side) is small enough to train on a CPU in a test. `larp` follows LARP's 128 px setting
 with 1,024 tokens (VQ 8192 x 16); `larp-tiny` is its CPU counterpart. Both LARP variants use nested dropout
-(any prefix decodes); `prior=True` plugs in the AR-prior loss.
+(any prefix decodes); `prior=True` plugs in the AR-prior loss. `omnitokenizer` and `larp` take
+`architecture="official"` for the networks as their authors released them.
 """
 
 from __future__ import annotations
 
-from vistok.nn.prior import CodePrior
+from vistok.nn.prior import CodePrior, LARPPrior
+from vistok.quantizers.ema_codebook import EMACodebookQuantizer
 from vistok.quantizers.fsq import FSQQuantizer
+from vistok.quantizers.stochastic_vq import StochasticVQQuantizer
 from vistok.quantizers.vq import VQQuantizer
 from vistok.tokenizers.dropout import NestedDropout
 from vistok.tokenizers.larp import LARPDecoder, LARPEncoder
@@ -34,8 +37,15 @@ def omni_pair(image_size: int, patch_size: int, temporal_patch: int, width: int,
 
 
 @register("omnitokenizer")
-def omnitokenizer(image_size: int = 256, quantizer: str = "vq") -> Tokenizer:
-    """OmniTokenizer's layout: 17 x 256 x 256 -> 5 x 32 x 32 tokens; VQ 8192 x 8 (l2) or FSQ 8,8,8,5,5,5."""
+def omnitokenizer(image_size: int = 256, quantizer: str = "vq", architecture: str = "vistok") -> Tokenizer:
+    """OmniTokenizer's layout: 17 x 256 x 256 -> 5 x 32 x 32 tokens; VQ 8192 x 8 (l2) or FSQ 8,8,8,5,5,5.
+    `architecture="official"`: the released network and EMA codebook (stage 2: RoPE; 53.71 M parameters)."""
+    if architecture == "official":
+        kw = dict(image_size=image_size, patch_size=8, temporal_patch=4, width=512, num_heads=8, window_size=8,
+                  temporal_depth=4, token_dim=8, architecture="official", spatial_pos="rope")
+        return Tokenizer(OmniEncoder(spatial_blocks=["full", "full", "window", "window"], num_frames=17, **kw),
+                         EMACodebookQuantizer(dim=8, codebook_size=8192),
+                         OmniDecoder(spatial_blocks=["full"] * 4, **kw))
     enc, dec = omni_pair(image_size, 8, 4, 512, 8, ["full", "full", "window", "window"], 8, 4, 5, 17,
                          8 if quantizer == "vq" else 6)
     q = VQQuantizer(dim=8, codebook_size=8192) if quantizer == "vq" else FSQQuantizer([8, 8, 8, 5, 5, 5])
@@ -62,8 +72,15 @@ def _larp(image_size: int, num_frames: int, width: int, depth: int, heads: int, 
 
 
 @register("larp")
-def larp(prior: bool = True, image_size: int = 128, num_tokens: int = 1024) -> Tokenizer:
-    """LARP's 128 px setting with 1,024 tokens, VQ 8192 x 16 (17 frames here, see vistok.tokenizers.larp)."""
+def larp(prior: bool = True, image_size: int = 128, num_tokens: int = 1024, architecture: str = "vistok") -> Tokenizer:
+    """LARP's 128 px setting with 1,024 tokens, VQ 8192 x 16 (17 frames here, see vistok.tokenizers.larp).
+    `architecture="official"`: LARP-L as released (16 frames, stochastic VQ, the GPTC-S prior; 172.18 M + 21.70 M)."""
+    if architecture == "official":
+        kw = dict(image_size=image_size, num_frames=16, patch_size=8, temporal_patch=4, width=768, depth=12,
+                  num_heads=12, num_tokens=num_tokens, token_dim=16, architecture="official")
+        p = LARPPrior(token_dim=16, max_tokens=num_tokens) if prior else None
+        return Tokenizer(LARPEncoder(**kw), StochasticVQQuantizer(dim=16, codebook_size=8192), LARPDecoder(**kw),
+                         prior=p)
     return _larp(image_size, 17, 768, 12, 12, num_tokens, VQQuantizer(dim=16, codebook_size=8192), prior, 512)
 
 
