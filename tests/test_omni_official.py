@@ -196,3 +196,28 @@ def test_an_imported_model_is_not_chunked_and_its_prefixes_see_the_whole_clip(tm
         tok.encode(video, chunk=1)
     with pytest.raises(ValueError, match="not causal in time"):
         tok.decode(whole, chunk=1)
+
+
+def test_vistok_import_command_writes_an_export_and_refuses_bad_input(tmp_path):
+    """`vistok import` end to end: the fixture checkpoint becomes an export that encodes and decodes; a wrong
+    family's file is one line on stderr, exit 1, nothing written."""
+    import subprocess
+    import sys
+
+    from vistok import Tokenizer
+
+    out = tmp_path / "export"
+    cmd = [sys.executable, "-m", "vistok.cli", "import", "omnitokenizer", "--checkpoint", str(FIXTURES / "rope.ckpt"),
+           "--output", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tok = Tokenizer.from_pretrained(out)
+    x = torch.rand(1, 3, *tok.input_spec.size).mul(2).sub(1)[:, :, None].repeat(1, 1, 5, 1, 1) \
+        if tok.input_spec.is_video else None
+    assert tok.decode(tok.encode(x)).shape == x.shape
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    r = subprocess.run([*cmd[:6], str(bad), "--output", str(tmp_path / "never")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and "error:" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "never").exists()

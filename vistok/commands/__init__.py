@@ -37,6 +37,8 @@ COMMANDS: tuple[Command, ...] = (
             "SHARDS"),
     Command("shards", "shards", "token shard tools: vistok shards to-memmap SHARDS OUT (one flat token file, offsets, "
             "labels and a metadata table for AR training)"),
+    Command("import", "importing", "an official released checkpoint (TiTok, One-D-Piece, FlexTok, OmniTokenizer, "
+            "LARP) as a vistok export: vistok import omnitokenizer --checkpoint CKPT --output DIR"),
     Command("ladder", "ladder", "decode at K = 1, 2, 4, ..., N tokens: vistok ladder --model DIR --input a.jpg "
             "--output l.png"),
     Command("decode", "decode", "token shards or a .npy of ids to PNGs: vistok decode --model DIR --input SHARDS "
