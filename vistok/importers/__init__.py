@@ -1,0 +1,1 @@
+"""Importers of released checkpoints from other projects into vistok exports (one module per family)."""
