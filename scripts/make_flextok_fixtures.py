@@ -15,7 +15,9 @@ with flex attention switched to its SDPA fallback and a materialised mask, and w
   (as the released checkpoints carry it);
 - io.safetensors: images, the encoder's VAE latents and token ids (torch seed 7 before `tokenize`), the
   decoder's velocity at given (x_t, t, tokens) with and without the null condition, and whole sampling runs
-  (4 Euler steps, generator seed 3) without guidance, with CFG 3.0 and with APG 3.0: final latents and images.
+  (4 Euler steps, generator seed 3) without guidance, with CFG 3.0 and with APG 3.0: final latents and images;
+- counts.json: parameter counts of the tiny model and of the paper's d12-d12, d18-d18 and d18-d28 (width 64 x
+  depth, 256 registers, 16-channel f8 latents at 256 px, built on the meta device).
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def _op(name: str) -> dict:
     return {"_target_": f"{F}utils.dict_ops.{name}", "_partial_": True}
 
 
-def model_config(vae_dir: str) -> dict:
-    """The tiny FlexTok in the released config format (module names as in the released checkpoints)."""
+def model_config(vae_dir: str, enc_dim: int = DIM, dec_dim: int = DIM, enc_depth: int = DEPTH,
+                 dec_depth: int = DEPTH, head_dim: int = HEAD_DIM, tokens: int = TOKENS, grid: int = GRID) -> dict:
+    """A FlexTok in the released config format (module names as in the released checkpoints); by default the
+    tiny one of the fixtures."""
     packer = F + "preprocessors.flex_seq_packing.BlockWiseSequencePacker"
     encoder = {
         "enc_channels_to_last": {"_target_": F + "utils.dict_ops.PerSampleOp", "read_key": "vae_latents",
@@ -54,16 +58,16 @@ def model_config(vae_dir: str) -> dict:
         "enc_patch_emb": {"_target_": F + "preprocessors.patching.PatchEmbedder",
                           "input_tensor_list_read_key": "vae_latents_bhwc",
                           "patches_list_write_key": "enc_vae_latents_patched", "n_patches_write_key": "enc_n_patches",
-                          "channels_in": 16, "dim": DIM, "patch_sizes": [2, 2], "flatten_patches": False},
+                          "channels_in": 16, "dim": enc_dim, "patch_sizes": [2, 2], "flatten_patches": False},
         "enc_posemb_module": {"_target_": F + "utils.posembs.PositionalEmbeddingAdder",
                               "read_key": "enc_vae_latents_patched", "write_key": "enc_vae_latents_patched",
-                              "dim": DIM, "max_sizes": [GRID, GRID], "posemb_type": "sincos",
+                              "dim": enc_dim, "max_sizes": [grid, grid], "posemb_type": "sincos",
                               "posemb_scaling": "absolute"},
         "enc_register_module": {"_target_": F + "preprocessors.registers.Registers1D",
                                 "input_tensor_list_read_key": "enc_vae_latents_patched",
                                 "register_sizes_read_write_key": "register_sizes",
-                                "registers_write_key": "enc_registers", "dim": DIM, "n_min": TOKENS,
-                                "n_max": TOKENS, "size_sampling_mode": "uniform", "ordering_mode": "nested"},
+                                "registers_write_key": "enc_registers", "dim": enc_dim, "n_min": tokens,
+                                "n_max": tokens, "size_sampling_mode": "uniform", "ordering_mode": "nested"},
         "enc_seq_packer": {"_target_": packer, "input_list_read_keys": ["enc_vae_latents_patched", "enc_registers"],
                            "packed_seq_write_key": "enc_packed_seq", "block_mask_write_key": "enc_block_mask",
                            "inner_packed_shapes_write_key": "enc_ps_inner",
@@ -71,29 +75,30 @@ def model_config(vae_dir: str) -> dict:
                            "pad_to_multiple": 128, "return_materialized_mask": True},
         "enc_transformer": {"_target_": F + "trunks.transformers.FlexTransformer",
                             "input_seq_read_key": "enc_packed_seq", "output_seq_write_key": "enc_packed_seq",
-                            "dim": DIM, "depth": DEPTH, "head_dim": HEAD_DIM, "block_mask_read_key": "enc_block_mask"},
+                            "dim": enc_dim, "depth": enc_depth, "head_dim": head_dim,
+                            "block_mask_read_key": "enc_block_mask"},
         "enc_unpacker": {"_target_": F + "postprocessors.seq_unpacking.SequenceUnpacker",
                          "packed_seq_read_key": "enc_packed_seq",
                          "inner_seq_write_keys": ["enc_vae_latents_patched", "enc_registers"],
                          "inner_packed_shapes_read_key": "enc_ps_inner",
                          "outer_packed_shapes_read_key": "enc_ps_outer"},
         "enc_to_latents": {"_target_": F + "postprocessors.heads.LinearHead", "read_key": "enc_registers",
-                           "write_key": "enc_registers", "dim": DIM, "dim_out": len(LEVELS),
+                           "write_key": "enc_registers", "dim": enc_dim, "dim_out": len(LEVELS),
                            "use_mup_readout": False, "weight_init_style": "zero"},
     }
     decoder = {
         "dec_from_latents": {"_target_": F + "preprocessors.linear.LinearLayer", "read_key": "enc_registers_quant",
-                             "write_key": "dec_registers_proj", "dim_in": len(LEVELS), "dim": DIM},
+                             "write_key": "dec_registers_proj", "dim_in": len(LEVELS), "dim": dec_dim},
         "dec_registers_posemb_module": {"_target_": F + "utils.posembs.PositionalEmbeddingAdder",
                                         "read_key": "dec_registers_proj", "write_key": "dec_registers_proj",
-                                        "dim": DIM, "max_sizes": [TOKENS], "posemb_type": "learnable_sum",
+                                        "dim": dec_dim, "max_sizes": [tokens], "posemb_type": "learnable_sum",
                                         "posemb_scaling": "absolute"},
         "dec_nested_dropout": {"_target_": F + "preprocessors.token_dropout.MaskedNestedDropout",
-                               "read_write_key": "dec_registers_proj", "dim": DIM,
+                               "read_write_key": "dec_registers_proj", "dim": dec_dim,
                                "eval_keep_k_read_key": "eval_keep_k", "train_keep_k_write_key": "train_keep_k",
                                "size_sampling_mode": "uniform_pow2"},
         "dec_latent_dropout": {"_target_": F + "preprocessors.nullcond.LearnedNullCond",
-                               "read_write_key": "dec_registers_proj", "dim": DIM,
+                               "read_write_key": "dec_registers_proj", "dim": dec_dim,
                                "eval_drop_flag_read_key": "eval_dropout_mask", "dropout_prob": 0.2},
         "dec_noise_channels_to_last": {"_target_": F + "utils.dict_ops.PerSampleOp",
                                        "read_key": "vae_latents_noised", "write_key": "vae_latents_noised_bhwc",
@@ -101,10 +106,10 @@ def model_config(vae_dir: str) -> dict:
         "dec_noise_patch_emb": {"_target_": F + "preprocessors.patching.PatchEmbedder",
                                 "input_tensor_list_read_key": "vae_latents_noised_bhwc",
                                 "patches_list_write_key": "dec_noised_patches", "n_patches_write_key": "dec_n_patches",
-                                "channels_in": 16, "dim": DIM, "patch_sizes": [2, 2], "flatten_patches": False},
+                                "channels_in": 16, "dim": dec_dim, "patch_sizes": [2, 2], "flatten_patches": False},
         "dec_patches_posemb_module": {"_target_": F + "utils.posembs.PositionalEmbeddingAdder",
-                                      "read_key": "dec_noised_patches", "write_key": "dec_patches", "dim": DIM,
-                                      "max_sizes": [GRID, GRID], "posemb_type": "sincos",
+                                      "read_key": "dec_noised_patches", "write_key": "dec_patches", "dim": dec_dim,
+                                      "max_sizes": [grid, grid], "posemb_type": "sincos",
                                       "posemb_scaling": "absolute"},
         "dec_seq_packer": {"_target_": packer, "input_list_read_keys": ["dec_patches", "dec_registers_proj"],
                            "packed_seq_write_key": "dec_packed_seq", "block_mask_write_key": "dec_block_mask",
@@ -113,11 +118,12 @@ def model_config(vae_dir: str) -> dict:
                            "emb_packing_fn_write_key": "emb_packing_fn", "mask_mode": "full", "pad_to_multiple": 128,
                            "per_subseq_embs": True, "return_materialized_mask": True},
         "dec_time_embedder": {"_target_": F + "preprocessors.time_embedding.TimestepEmbedder",
-                              "timesteps_read_key": "timesteps", "time_embedding_write_key": "dec_temb", "dim": DIM,
+                              "timesteps_read_key": "timesteps", "time_embedding_write_key": "dec_temb", "dim": dec_dim,
                               "frequency_embedding_size": 256, "max_timestep": 1000.0},
         "dec_transformer": {"_target_": F + "trunks.transformers.FlexTransformer",
                             "input_seq_read_key": "dec_packed_seq", "output_seq_write_key": "dec_packed_seq",
-                            "dim": DIM, "depth": DEPTH, "head_dim": HEAD_DIM, "block_mask_read_key": "dec_block_mask",
+                            "dim": dec_dim, "depth": dec_depth, "head_dim": head_dim,
+                            "block_mask_read_key": "dec_block_mask",
                             "adaLN_emb_read_key": "dec_temb", "adaLN_packing_fn_read_key": "emb_packing_fn",
                             "adaLN_expansion": 2},
         "dec_unpacker": {"_target_": F + "postprocessors.seq_unpacking.SequenceUnpacker",
@@ -126,7 +132,7 @@ def model_config(vae_dir: str) -> dict:
                          "inner_packed_shapes_read_key": "dec_ps_inner",
                          "outer_packed_shapes_read_key": "dec_ps_outer"},
         "dec_to_patches": {"_target_": F + "postprocessors.heads.ToPatchesLinearHead", "read_key": "dec_patches",
-                           "write_key": "dec_patches", "dim": DIM, "channels_out": 16, "patch_sizes": [2, 2],
+                           "write_key": "dec_patches", "dim": dec_dim, "channels_out": 16, "patch_sizes": [2, 2],
                            "use_mup_readout": False, "weight_init_style": "zero", "adaLN_emb_read_key": "dec_temb"},
         "dec_channels_to_first": {"_target_": F + "utils.dict_ops.PerSampleOp", "read_key": "dec_patches",
                                   "write_key": "vae_latents_reconst", "per_sample_op": _op("channels_last_to_first")},
@@ -242,10 +248,25 @@ def main() -> None:
         io[f"{name}_latents"] = torch.cat(d["vae_latents_reconst"])
         io[f"{name}_images"] = torch.cat(d["rgb_reconst"])
     save_file({k: v.contiguous() for k, v in io.items()}, str(out / "io.safetensors"))
-    counts = {"encoder": sum(p.numel() for p in model.encoder.parameters()),
-              "decoder": sum(p.numel() for p in model.decoder.parameters())}
+    counts = {"tiny": count(model.encoder, model.decoder)}
+    linspace = torch.linspace  # the official trunk calls .item() on a linspace: keep that one on the CPU
+    torch.linspace = lambda *a, **k: linspace(*a, **{**k, "device": "cpu"})
+    for name, (enc_depth, dec_depth) in PAPER_SIZES.items():  # built on the meta device: shapes only
+        with torch.device("meta"):
+            cfg = model_config("unused", 64 * enc_depth, 64 * dec_depth, enc_depth, dec_depth, 64, 256, 16)
+            counts[name] = count(instantiate(cfg["encoder"]), instantiate(cfg["decoder"]))
     (out / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
     print(json.dumps(counts), "->", out)
+
+
+PAPER_SIZES = {"d12-d12": (12, 12), "d18-d18": (18, 18), "d18-d28": (18, 28)}
+
+
+def count(encoder: torch.nn.Module, decoder: torch.nn.Module) -> dict[str, int]:
+    """Parameters of the encoder and decoder: all, and the trainable ones (without the frozen sin-cos tables)."""
+    return {f"{part}{suffix}": sum(p.numel() for p in m.parameters() if keep(p))
+            for part, m in (("encoder", encoder), ("decoder", decoder))
+            for suffix, keep in (("", lambda p: True), ("_trainable", lambda p: p.requires_grad))}
 
 
 if __name__ == "__main__":
