@@ -69,7 +69,7 @@ class FlexTokFlowDecoder(Decoder):
         latent_scale: float | None = None,
         sample_posterior: bool = True,
         latent_cache: str | None = None,
-        patch_size: int = 2,
+        patch_size: int = 16,
         width: int = 768,
         depth: int = 12,
         head_dim: int = 64,
@@ -82,8 +82,9 @@ class FlexTokFlowDecoder(Decoder):
         sampler: FlexTokEulerSampler | None = None,
         repa: nn.Module | None = None,
     ) -> None:
-        """`vae_path`: a local diffusers AutoencoderKL directory (None: the flow runs on pixels, `patch_size`
-        then counts pixels). `latent_scale` overrides its scaling_factor (FlexTok applies no shift).
+        """`vae_path`: a local diffusers AutoencoderKL directory (None: the flow runs on pixels). `patch_size`
+        counts pixels in both spaces (16 = FlexTok's latent patch 2 with its 8x VAE). `latent_scale` overrides
+        its scaling_factor (FlexTok applies no shift).
         `sample_posterior`: the training target is a posterior sample (FlexTok) or its mean. `latent_cache`:
         see `vistok.decoders.latent_cache` (the posterior's moments are cached, the sample drawn after).
         `max_timestep`: the time embedding sees t * 1000 / max_timestep (1000: t in [0, 1] as is).
@@ -94,13 +95,13 @@ class FlexTokFlowDecoder(Decoder):
                                                           sample_posterior=sample_posterior)
         factor = 1 if self.vae is None else self.vae.downsample
         self.channels = 3 if self.vae is None else self.vae.channels
-        if h % (factor * patch_size) or w % (factor * patch_size):
-            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size} times the "
-                             f"VAE's downsampling {factor}")
+        if h % patch_size or w % patch_size or patch_size % factor:
+            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}, itself a "
+                             f"multiple of the VAE's downsampling {factor}")
         self.output_spec = InputSpec(3, h, w, "1")
         self.image_size = h if h == w else (h, w)
-        self.patch = patch_size
-        self.grid = (h // factor // patch_size, w // factor // patch_size)
+        self.patch = patch_size // factor  # the patch side in the VAE's latent grid (or in pixels)
+        self.grid = (h // patch_size, w // patch_size)
         self.num_patches = self.grid[0] * self.grid[1]
         self.num_tokens, self.token_dim = num_tokens, token_dim
         pos_grid = tuple(pos_grid) if pos_grid is not None else self.grid
@@ -108,7 +109,7 @@ class FlexTokFlowDecoder(Decoder):
             raise ValueError(f"pos_grid {pos_grid} is smaller than the patch grid {self.grid}")
         table = flextok_sincos_2d(pos_grid[0], pos_grid[1], width)[: self.grid[0], : self.grid[1]]
         self.register_buffer("pos", table.reshape(1, self.num_patches, width), persistent=False)
-        self.patch_proj = nn.Linear(self.channels * patch_size * patch_size, width)
+        self.patch_proj = nn.Linear(self.channels * self.patch * self.patch, width)
         self.from_latents = nn.Linear(token_dim, width)
         self.register_pos = nn.Parameter(torch.empty(1, num_tokens, width))
         self.mask_token = nn.Parameter(torch.empty(width))  # positions past a sequence's length
@@ -116,7 +117,7 @@ class FlexTokFlowDecoder(Decoder):
         self.time_embed = FlexTimeEmbedding(width, max_timestep=max_timestep)
         self.transformer = FlexTransformer(width, depth, head_dim, mlp_ratio, adaln_expansion=2)
         self.out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.out_proj = nn.Linear(width, patch_size * patch_size * self.channels)
+        self.out_proj = nn.Linear(width, self.patch * self.patch * self.channels)
         for layer in (self.patch_proj, self.from_latents):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -128,6 +129,10 @@ class FlexTokFlowDecoder(Decoder):
         self.objective = RectifiedFlow() if objective is None else objective
         self.sampler = FlexTokEulerSampler() if sampler is None else sampler
         self.repa = repa
+        if repa is not None:
+            if not 0 <= repa.layer < depth:
+                raise ValueError(f"repa.layer {repa.layer} is not a decoder block (0..{depth - 1})")
+            repa.build(width)
         self.generator: torch.Generator | None = None  # training draws (see FlowDecoder)
 
     generative = True

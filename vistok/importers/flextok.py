@@ -219,7 +219,9 @@ def import_checkpoint(checkpoint: str, output: str, vae: str | None = None, over
     weights = load_file(str(ckpt))
     vae_dir = Path(vae).resolve()
     scale, factor = _vae_facts(vae_dir, config, args["channels"], ckpt, weights)
-    side = [g * args["encoder"]["patch_size"] * factor for g in args["encoder"]["pos_grid"]]
+    for part in ("encoder", "decoder"):  # latent patches -> pixels (vistok's patch_size counts pixels)
+        args[part]["patch_size"] *= factor
+    side = [g * args["encoder"]["patch_size"] for g in args["encoder"]["pos_grid"]]
     image_size = side[0] if side[0] == side[1] else tuple(side)
     sample = bool(config["vae"].get("sample_posterior", True))
     encoder = FlexTokVAEEncoder(image_size=image_size, vae_path=str(vae_dir), latent_scale=scale,

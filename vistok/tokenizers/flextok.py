@@ -56,8 +56,10 @@ class FlexTokVAEEncoder(Encoder):
     (`vistok.nn.flex`) runs with the `causal_last` mask: patches attend to patches, register i to every patch
     and to registers <= i. A non-affine LayerNorm and a linear head map the registers to `token_dim` FSQ inputs.
 
-    `vae_path`: a local AutoencoderKL directory (None: the patches are taken from the pixels, `patch_size` then
-    counts pixels; for CPU tests and configs without a VAE). `latent_scale`: overrides the VAE's scaling_factor.
+    `vae_path`: a local AutoencoderKL directory (None: the patches are cut from the pixels; for CPU tests and
+    configs without a VAE). `patch_size` counts pixels in both spaces, as `FlowDecoder`'s: with FlexTok's 8x VAE,
+    16 px is its latent patch 2, so a config runs with or without a VAE at the same sequence length.
+    `latent_scale`: overrides the VAE's scaling_factor.
     `sample_posterior`: FlexTok samples the posterior (its encoder is then stochastic: fix torch's seed for
     repeatable ids); False takes the mean. `pos_grid`: the (rows, columns) of the sin-cos table, cropped to the
     patch grid (FlexTok builds it for its largest grid). Shapes: images (B, 3, H, W) -> latents (B, C, h, w) ->
@@ -70,7 +72,7 @@ class FlexTokVAEEncoder(Encoder):
         vae_path: str | None = None,
         latent_scale: float | None = None,
         sample_posterior: bool = True,
-        patch_size: int = 2,
+        patch_size: int = 16,
         width: int = 768,
         depth: int = 12,
         head_dim: int = 64,
@@ -90,11 +92,11 @@ class FlexTokVAEEncoder(Encoder):
                                                           sample_posterior=sample_posterior)
         factor = 1 if self.vae is None else self.vae.downsample
         self.channels = 3 if self.vae is None else self.vae.channels
-        if h % (factor * patch_size) or w % (factor * patch_size):
-            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size} times the "
-                             f"VAE's downsampling {factor}")
-        self.patch = patch_size
-        self.grid = (h // factor // patch_size, w // factor // patch_size)
+        if h % patch_size or w % patch_size or patch_size % factor:
+            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}, itself a "
+                             f"multiple of the VAE's downsampling {factor}")
+        self.patch = patch_size // factor  # the patch side in the VAE's latent grid (or in pixels)
+        self.grid = (h // patch_size, w // patch_size)
         self.num_patches = self.grid[0] * self.grid[1]
         self.num_tokens, self.token_dim = num_tokens, token_dim
         pos_grid = tuple(pos_grid) if pos_grid is not None else self.grid
@@ -102,7 +104,7 @@ class FlexTokVAEEncoder(Encoder):
             raise ValueError(f"pos_grid {pos_grid} is smaller than the patch grid {self.grid}")
         table = flextok_sincos_2d(pos_grid[0], pos_grid[1], width)[: self.grid[0], : self.grid[1]]
         self.register_buffer("pos", table.reshape(1, self.num_patches, width), persistent=False)
-        self.patch_proj = nn.Linear(self.channels * patch_size * patch_size, width)
+        self.patch_proj = nn.Linear(self.channels * self.patch * self.patch, width)
         self.registers = nn.Parameter(torch.empty(num_tokens, width))
         self.transformer = FlexTransformer(width, depth, head_dim, mlp_ratio)
         self.to_latents = nn.Linear(width, token_dim)

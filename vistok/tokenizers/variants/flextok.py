@@ -39,7 +39,7 @@ def _flextok_official(enc_depth: int, dec_depth: int, image_size: int, vae_path:
     from vistok.decoders.flextok_flow import FlexTokFlowDecoder
     from vistok.decoders.rectified_flow import FlexTokEulerSampler
 
-    patch = 2 if vae_path else 16  # without a VAE, 16 px pixel patches give the same sequence as f8 latents / 2
+    patch = 16  # pixels: FlexTok's latent patch 2 with its 8x VAE, the same sequence without a VAE
     levels = [8, 8, 8, 5, 5, 5]
     common = dict(image_size=image_size, vae_path=vae_path, patch_size=patch, head_dim=head_dim,
                   num_tokens=num_tokens, token_dim=len(levels))
@@ -54,7 +54,7 @@ def flextok_d12_d12(image_size: int = 256, vae_path: str | None = None, num_toke
                     encoder_depth: int | None = None, decoder_depth: int | None = None) -> Tokenizer:
     """FlexTok d12-d12 as released (apple/ml-flextok): VAE-latent FlexBlock encoder (width 768, 12 layers),
     256 registers, parameter-free FSQ 8,8,8,5,5,5, rectified-flow FlexBlock decoder (768, 12 layers), FlexTok's
-    Euler sampler with APG. `vae_path`: the 16-channel f8 AutoencoderKL (None: 16 px pixel patches instead).
+    Euler sampler with APG. `vae_path`: the 16-channel f8 AutoencoderKL (None: the same 16 px patches of pixels).
     `encoder_depth` / `decoder_depth` override the depths (tests), keeping the widths."""
     return _flextok_official(12, 12, image_size, vae_path, num_tokens, encoder_depth, decoder_depth)
 
@@ -76,13 +76,12 @@ def flextok_d18_d28(image_size: int = 256, vae_path: str | None = None, num_toke
 @register("flextok-official-tiny")
 def flextok_official_tiny(image_size: int = 32, vae_path: str | None = None, num_tokens: int = 16) -> Tokenizer:
     """The released FlexTok architecture at CPU size: width 64 (head_dim 32), 2 + 2 layers, 32 px, 8 px pixel
-    patches (or latent patch 2 with `vae_path`), FSQ 8,8,8,5,5,5."""
+    patches, FSQ 8,8,8,5,5,5."""
     from vistok.decoders.flextok_flow import FlexTokFlowDecoder
     from vistok.decoders.rectified_flow import FlexTokEulerSampler
 
-    patch = 2 if vae_path else 8
     levels = [8, 8, 8, 5, 5, 5]
-    common = dict(image_size=image_size, vae_path=vae_path, patch_size=patch, width=64, depth=2, head_dim=32,
+    common = dict(image_size=image_size, vae_path=vae_path, patch_size=8, width=64, depth=2, head_dim=32,
                   num_tokens=num_tokens, token_dim=len(levels))
     return Tokenizer(FlexTokVAEEncoder(**common), FSQQuantizer(levels),
                      FlexTokFlowDecoder(**common, sampler=FlexTokEulerSampler(steps=8)),
