@@ -157,6 +157,16 @@ def model_config(vae_dir: str, enc_dim: int = DIM, dec_dim: int = DIM, enc_depth
     }
 
 
+def stub_torchvision() -> None:
+    """flextok.utils.misc imports torchvision for helpers the model never calls; torchvision does not import
+    beside this torch, so give it an empty stand-in (after diffusers is imported: diffusers probes for it)."""
+    tv = types.ModuleType("torchvision")
+    tv.transforms = types.ModuleType("torchvision.transforms")
+    tv.transforms.functional = types.ModuleType("torchvision.transforms.functional")
+    sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms,
+                        "torchvision.transforms.functional": tv.transforms.functional})
+
+
 def make_vae(path: Path) -> None:
     from diffusers import AutoencoderKL
 
@@ -188,13 +198,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(args.official_repo).resolve()))
     import diffusers  # noqa: F401  (before the stand-in below: diffusers probes for torchvision)
 
-    # flextok.utils.misc imports torchvision for helpers the model never calls; torchvision does not import beside
-    # this torch, so give it an empty stand-in.
-    tv = types.ModuleType("torchvision")
-    tv.transforms = types.ModuleType("torchvision.transforms")
-    tv.transforms.functional = types.ModuleType("torchvision.transforms.functional")
-    sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms,
-                        "torchvision.transforms.functional": tv.transforms.functional})
+    stub_torchvision()
     from flextok.model.layers.attention import FlexAttention
     from hydra.utils import instantiate
     from safetensors.torch import save_file

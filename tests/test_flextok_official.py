@@ -66,6 +66,20 @@ def test_the_vae_path_equals_diffusers_and_the_official_latents(tok, io):
         assert torch.allclose(tok.decoder.vae.decode(z), vae.decode(z / vae.config.scaling_factor).sample, atol=1e-6)
 
 
+def test_a_latent_cache_keeps_the_posterior_and_changes_no_draw(io):
+    from vistok.decoders.latent import FrozenVAE
+
+    plain = FrozenVAE(VAE, sample_posterior=True)
+    cached = FrozenVAE(VAE, cache="memory", sample_posterior=True)
+    x = io["images"]
+    for _ in range(2):  # a miss, then a hit: both equal the uncached sample with the same generator
+        a = cached.encode(x, torch.Generator().manual_seed(4))
+        assert torch.equal(a, plain.encode(x, torch.Generator().manual_seed(4)))
+    assert (cached.cache.hits, cached.cache.misses) == (2, 2)
+    assert cached.cache.identity["mode"] == "moments"
+    assert not torch.equal(a, plain.encode(x, torch.Generator().manual_seed(5)))  # a sample, not the mean
+
+
 def test_decoder_velocity_matches_at_given_xt_t_and_tokens(tok, io):
     codes = tok.quantizer.indices_to_codes(io["ids"])
     valid = torch.arange(codes.shape[1])[None] < io["keep"][:, None]  # image 1 keeps its first 3 tokens
@@ -215,3 +229,9 @@ def test_refuses_an_existing_output_without_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         import_checkpoint(str(CKPT), str(out), vae=str(VAE))
     assert (out / "keep.txt").read_text() == "x"
+
+
+def test_import_at_a_smaller_image_size_crops_the_position_tables(tmp_path, io):
+    tok = Tokenizer.from_pretrained(import_checkpoint(str(CKPT), str(tmp_path / "small"), vae=str(VAE), image_size=8))
+    assert tok.image_size == 8 and tok.encode(io["images"][:, :, :8, :8]).shape == (2, 8)
+    _refused(tmp_path, r"image_size 32 is larger than its position tables cover \(\[16, 16\]\)", image_size=32)

@@ -10,9 +10,11 @@ Both objects are `@configurable` (a config or an export names them with `class_p
 `FlowDecoder(objective=RectifiedFlow(logit_mean=1.0), sampler=EulerSampler(steps=25))`) and take the network
 as a function `velocity(x_t (B, ...), sigma (B,), context) -> (B, ...)`.
 
-Departures: the sampler uses plain CFG (`v_u + s * (v_c - v_u)`), not FlexTok's normalized/adaptive projected
-guidance; the starting noise is drawn once per call from `seed` and shared by every image of the batch, so an
-image decodes identically alone or inside any batch (a server's dynamic batching cannot change a result).
+`EulerSampler` departs from FlexTok: it uses plain CFG (`v_u + s * (v_c - v_u)`), not FlexTok's adaptive
+projected guidance, and diffusers' sigma schedule; the starting noise is drawn once per call from `seed` and
+shared by every image of the batch, so an image decodes identically alone or inside any batch (a server's
+dynamic batching cannot change a result). `FlexTokEulerSampler` is FlexTok's released sampler (uniform t = i/T,
+CFG or APG, per-image noise by default), used by `vistok.decoders.flextok_flow.FlexTokFlowDecoder`.
 """
 
 from __future__ import annotations

@@ -194,8 +194,11 @@ def _vae_facts(vae: Path, config: dict[str, Any], channels: int, checkpoint: Pat
     return (None if scale is None else float(scale)), 2 ** (len(vcfg.get("block_out_channels", [0])) - 1)
 
 
-def import_checkpoint(checkpoint: str, output: str, vae: str | None = None, overwrite: bool = False) -> Path:
-    """Write the vistok export of a released FlexTok `model.safetensors` (+ its VAE directory) to `output`."""
+def import_checkpoint(checkpoint: str, output: str, vae: str | None = None, overwrite: bool = False,
+                      image_size: int | None = None) -> Path:
+    """Write the vistok export of a released FlexTok `model.safetensors` (+ its VAE directory) to `output`.
+    `image_size`: the side of the images the export takes (None: the largest the checkpoint's position tables
+    cover, 256 px for the released models)."""
     from safetensors.torch import load_file
 
     from vistok.decoders.flextok_flow import FlexTokFlowDecoder
@@ -222,7 +225,10 @@ def import_checkpoint(checkpoint: str, output: str, vae: str | None = None, over
     for part in ("encoder", "decoder"):  # latent patches -> pixels (vistok's patch_size counts pixels)
         args[part]["patch_size"] *= factor
     side = [g * args["encoder"]["patch_size"] for g in args["encoder"]["pos_grid"]]
-    image_size = side[0] if side[0] == side[1] else tuple(side)
+    if image_size is None:
+        image_size = side[0] if side[0] == side[1] else tuple(side)
+    elif image_size > min(side):
+        raise ImportRefused(f"{ckpt}: image_size {image_size} is larger than its position tables cover ({side})")
     sample = bool(config["vae"].get("sample_posterior", True))
     encoder = FlexTokVAEEncoder(image_size=image_size, vae_path=str(vae_dir), latent_scale=scale,
                                 sample_posterior=sample, **args["encoder"])
@@ -240,8 +246,8 @@ def import_checkpoint(checkpoint: str, output: str, vae: str | None = None, over
         if theirs not in weights:
             raise ImportRefused(f"{ckpt}: missing weight {theirs!r} (for {ours})")
         value = weights[theirs]
-        if ours == "decoder.register_pos":  # (1, 1, D, N) learnable 1D table -> (1, N, D)
-            value = value[0].transpose(1, 2)
+        if ours == "decoder.register_pos":  # (1, 1, D, N_max) learnable 1D table -> its first N: (1, N, D)
+            value = value[0][:, :, : shape[1]].transpose(1, 2)
         if tuple(value.shape) != tuple(shape):
             raise ImportRefused(f"{ckpt}: weight {theirs!r} has shape {tuple(value.shape)}, vistok expects "
                                 f"{tuple(shape)} for {ours}")
@@ -249,7 +255,8 @@ def import_checkpoint(checkpoint: str, output: str, vae: str | None = None, over
     for part, key in args["frozen"].items():  # the frozen sin-cos tables must be the ones we compute
         if key not in weights:
             raise ImportRefused(f"{ckpt}: missing weight {key!r} (the {part}'s sin-cos positions)")
-        table = weights[key][0].permute(1, 2, 0).reshape(1, -1, weights[key].shape[1]).float()
+        gh, gw = getattr(tok, part).grid  # the stored table covers the largest grid: crop it to ours
+        table = weights[key][0][:, :gh, :gw].permute(1, 2, 0).reshape(1, gh * gw, -1).float()
         ours = getattr(tok, part).pos
         if table.shape != ours.shape or not torch.allclose(table, ours, atol=1e-5):
             raise ImportRefused(f"{ckpt}: {key} is not the 2D sin-cos table vistok computes for this grid")
