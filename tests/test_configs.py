@@ -44,6 +44,11 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
         for part in ("encoder", "decoder"):
             args += [f"{prefix}.{part}.init_args.spatial_blocks=[window]",
                      f"{prefix}.{part}.init_args.temporal_depth=1"]
+    elif doc["model"]["tokenizer"]["init_args"]["encoder"]["class_path"].endswith("FlexTokVAEEncoder") and \
+            encoder.get("image_size", 0) > 64:  # FlexTok at paper width: 64 px, 16 registers, one layer each side
+        args += [f"{prefix}.encoder.init_args.image_size=64",
+                 f"{prefix}.encoder.init_args.num_tokens=16", f"{prefix}.encoder.init_args.depth=1",
+                 f"{prefix}.decoder.init_args.depth=1"]
     elif encoder.get("image_size", 0) > 64:  # big variants: same widths and shapes, one layer each side
         args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
         if doc["model"]["tokenizer"]["init_args"].get("prior"):  # and 64 tokens, one prior layer

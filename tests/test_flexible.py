@@ -105,7 +105,7 @@ def test_adaptive_psnr_is_the_psnr_eval_reports(trained, tmp_path):
         assert report["rows"][0]["psnr"] == pytest.approx(float(result.psnr[rows].mean()), abs=1e-3)
 
 
-@pytest.mark.parametrize("distribution", ["uniform", "pow2", "uniform_pow2"])
+@pytest.mark.parametrize("distribution", ["uniform", "pow2", "uniform_pow2", "bucket_uniform"])
 def test_length_sampling_follows_its_distribution(distribution):
     n, draws = 16, 20000
     g = torch.Generator().manual_seed(0)
@@ -118,6 +118,11 @@ def test_length_sampling_follows_its_distribution(distribution):
         expected[:] = 1 / n
     elif distribution == "pow2":
         expected[[lv - 1 for lv in levels]] = 1 / len(levels)
+    elif distribution == "uniform_pow2":  # FlexTok: a uniform K rounded up to a power of two
+        prev = 0
+        for lv in levels:
+            expected[lv - 1] = (lv - prev) / n
+            prev = lv
     else:  # a bucket (prev, 2^j] uniformly, then uniformly inside it
         prev = 0
         for lv in levels:

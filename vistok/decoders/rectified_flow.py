@@ -10,9 +10,11 @@ Both objects are `@configurable` (a config or an export names them with `class_p
 `FlowDecoder(objective=RectifiedFlow(logit_mean=1.0), sampler=EulerSampler(steps=25))`) and take the network
 as a function `velocity(x_t (B, ...), sigma (B,), context) -> (B, ...)`.
 
-Departures: the sampler uses plain CFG (`v_u + s * (v_c - v_u)`), not FlexTok's normalized/adaptive projected
-guidance; the starting noise is drawn once per call from `seed` and shared by every image of the batch, so an
-image decodes identically alone or inside any batch (a server's dynamic batching cannot change a result).
+`EulerSampler` departs from FlexTok: it uses plain CFG (`v_u + s * (v_c - v_u)`), not FlexTok's adaptive
+projected guidance, and diffusers' sigma schedule; the starting noise is drawn once per call from `seed` and
+shared by every image of the batch, so an image decodes identically alone or inside any batch (a server's
+dynamic batching cannot change a result). `FlexTokEulerSampler` is FlexTok's released sampler (uniform t = i/T,
+CFG or APG, per-image noise by default), used by `vistok.decoders.flextok_flow.FlexTokFlowDecoder`.
 """
 
 from __future__ import annotations
@@ -130,4 +132,67 @@ class EulerSampler:
             else:
                 v = velocity(x, sigma, context)
             x = scheduler.step(v.float(), t, x, return_dict=False)[0]
+        return x
+
+
+NOISE_MODES = ("per_image", "shared")
+GUIDANCE = ("cfg", "apg")
+
+
+@configurable
+class FlexTokEulerSampler:
+    """FlexTok's released sampler: `steps` uniform Euler steps, t = i / steps for i = steps..1, x <- x - v / steps,
+    with classifier-free guidance (`guidance="cfg"`) or adaptive projected guidance (`"apg"`,
+    `vistok.decoders.guidance.apg`, one momentum buffer per image) when guidance_scale != 1.
+
+    `noise`: "per_image" draws one starting noise per image in batch order from a generator seeded with `seed`
+    (the released pipeline's draw: image j's noise depends on its place in the batch); "shared" draws one and
+    gives it to every image (an image then decodes identically alone or inside any batch)."""
+
+    def __init__(self, steps: int = 25, guidance: str = "cfg", noise: str = "per_image",
+                 momentum: float = -0.5, norm_threshold: float = 2.5, eta: float = 0.0) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        if guidance not in GUIDANCE:
+            raise ValueError(f"guidance must be one of {GUIDANCE}, got {guidance!r}")
+        if noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+        self.steps, self.guidance, self.noise = steps, guidance, noise
+        self.momentum, self.norm_threshold, self.eta = momentum, norm_threshold, eta
+
+    def initial_noise(self, batch: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+        """(B, *shape) float32 on the CPU."""
+        generator = torch.Generator().manual_seed(int(seed))
+        if self.noise == "shared":
+            return torch.randn((1, *shape), generator=generator).expand(batch, *shape).contiguous()
+        return torch.cat([torch.randn((1, *shape), generator=generator) for _ in range(batch)])
+
+    @torch.no_grad()
+    def sample(self, velocity: Velocity, shape: tuple[int, ...], context: torch.Tensor,
+               null_context: torch.Tensor | None = None, steps: int | None = None, guidance_scale: float = 1.0,
+               seed: int = 0, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """shape: one sample's (C, h, w); context (B, N, D); `noise`: the starting point (B, C, h, w) instead of
+        a draw. Returns the final x (B, C, h, w) in fp32. Guided steps run the network once on the doubled
+        batch (conditional + null)."""
+        from vistok.decoders.guidance import Momentum, apg, cfg
+
+        steps = self.steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        guided = float(guidance_scale) != 1.0
+        if guided and null_context is None:
+            raise ValueError("guidance_scale != 1 needs the null condition")
+        b, device = context.shape[0], context.device
+        x = (self.initial_noise(b, shape, seed) if noise is None else noise.float()).to(device)
+        buffers = Momentum(self.momentum) if guided and self.guidance == "apg" else None
+        for i in range(steps, 0, -1):
+            t = torch.full((b,), i / steps, device=device)
+            if guided:
+                v_c, v_u = velocity(torch.cat([x, x]), torch.cat([t, t]),
+                                    torch.cat([context, null_context.to(context.dtype)])).float().chunk(2)
+                v = (cfg(v_c, v_u, guidance_scale) if buffers is None else
+                     apg(v_c, v_u, guidance_scale, buffers, self.eta, self.norm_threshold))
+            else:
+                v = velocity(x, t, context).float()
+            x = x - (1.0 / steps) * v  # FlexTok's dt * v (the same rounding)
         return x

@@ -3,6 +3,12 @@ uses them for its patches (3-D: a 2-D table per frame plus a 1-D table over late
 (1-D). Computed in float64, returned in float32.
 
 Shapes: `sincos_1d` -> (M, D); `sincos_3d` -> (T * g * g, D), time-major, then rows, then columns.
+
+`flextok_sincos_2d` is FlexTok's frozen 2-D table (MoCo v3 style, Bachmann et al. 2025), in the layout its
+released code builds: over a (w, h) meshgrid flattened w-major and read back as (h, w) rows, so on a square grid
+the first half of the channels encodes the row and the second half the column; on a non-square grid the same flat
+order is kept (the released layout, quirk included). Channels: [sin(a w_k), cos(a w_k), sin(b w_k), cos(b w_k)]
+with w_k = T^(-k / (D/4)), T = 10000.
 """
 
 from __future__ import annotations
@@ -39,3 +45,16 @@ def sincos_3d(dim: int, grid: int, frames: int) -> torch.Tensor:
     spatial = _table_2d(dim, grid).reshape(1, grid * grid, dim)
     temporal = _table(dim, torch.arange(frames)).reshape(frames, 1, dim)
     return (spatial + temporal).reshape(-1, dim).float()
+
+
+def flextok_sincos_2d(h: int, w: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """(h, w, dim) float32 table."""
+    if dim % 4:
+        raise ValueError(f"a 2D sin-cos embedding needs a width divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = temperature ** -(torch.arange(quarter, dtype=torch.float32) / quarter)  # (D/4,)
+    flat = torch.arange(w * h)
+    first, second = (flat // h).float(), (flat % h).float()  # the w-major meshgrid, flattened
+    a, b = first[:, None] * omega, second[:, None] * omega  # (w*h, D/4)
+    table = torch.cat([a.sin(), a.cos(), b.sin(), b.cos()], dim=1)  # (w*h, D)
+    return table.reshape(h, w, dim)

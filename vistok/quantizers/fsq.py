@@ -7,6 +7,13 @@ optional:
   same code. Normalising z keeps it inside the levels.
 - `rounding` can be switched off (a warm-up phase): z is bounded as usual but not rounded, so the encoder
   and decoder first learn a continuous bottleneck. Indices are still reported.
+
+FlexTok's regularisers (Bachmann et al. 2025, released FSQ module), training only and off by default:
+- `drop_quant_p`: each sample skips the rounding with this probability (its codes are the bounded values);
+- `corrupt_tokens_p`: with probability `apply_corrupt_tokens_p` per batch, a fraction drawn uniformly in
+  [`min_corrupt_tokens_p`, `corrupt_tokens_p`] of the positions get the code of a random index.
+With `input_norm` off and `dim` = len(levels) the quantizer has no parameters, as FlexTok's: its codes and
+indices equal the released FSQ's (same bound, rounding and index basis).
 """
 
 from __future__ import annotations
@@ -21,8 +28,17 @@ from vistok.quantizers.base import Quantizer, QuantizerOutput
 
 @configurable
 class FSQQuantizer(Quantizer):
-    def __init__(self, levels: list[int] = (8, 5, 5, 5), dim: int | None = None, input_norm: bool = False):
+    def __init__(self, levels: list[int] = (8, 5, 5, 5), dim: int | None = None, input_norm: bool = False,
+                 drop_quant_p: float = 0.0, corrupt_tokens_p: float = 0.0, min_corrupt_tokens_p: float | None = None,
+                 apply_corrupt_tokens_p: float = 0.2):
         super().__init__()
+        for name, p in (("drop_quant_p", drop_quant_p), ("corrupt_tokens_p", corrupt_tokens_p),
+                        ("apply_corrupt_tokens_p", apply_corrupt_tokens_p)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        self.drop_quant_p, self.corrupt_tokens_p = float(drop_quant_p), float(corrupt_tokens_p)
+        self.min_corrupt_tokens_p = float(corrupt_tokens_p if min_corrupt_tokens_p is None else min_corrupt_tokens_p)
+        self.apply_corrupt_tokens_p = float(apply_corrupt_tokens_p)
         levels = list(levels)
         self.levels = levels
         self.dim = dim or len(levels)
@@ -48,6 +64,17 @@ class FSQQuantizer(Quantizer):
         codes, indices = self.fsq(z)
         if not self.rounding:
             codes = self.fsq.project_out(self._bound_without_rounding(self.fsq.project_in(z)))
+        elif self.training and self.drop_quant_p > 0:  # FlexTok: some samples pass unrounded
+            skip = torch.rand(z.shape[0], device=z.device) < self.drop_quant_p  # (B,)
+            unrounded = self.fsq.project_out(self._bound_without_rounding(self.fsq.project_in(z)))
+            codes = codes + (skip[:, None, None] * (unrounded - codes)).detach()  # straight-through either way
+        if self.training and self.corrupt_tokens_p > 0 and float(torch.rand(())) < self.apply_corrupt_tokens_p:
+            lo, hi = self.min_corrupt_tokens_p, self.corrupt_tokens_p
+            frac = lo + float(torch.rand(())) * (hi - lo)
+            hit = torch.rand(codes.shape[:-1], device=codes.device) < frac  # (B, N)
+            ids = torch.randint(0, self.codebook_size, codes.shape[:-1], device=codes.device)
+            random = self.indices_to_codes(ids)
+            codes = torch.where(hit[..., None], random.to(codes.dtype), codes)
         return QuantizerOutput(codes, indices, z.new_zeros(()), self.codebook_size)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,10 @@
 
 - `NestedDropout` (FlexTok, Bachmann et al. 2025, after Rippel et al. 2014): each sample keeps its first K
   tokens, K drawn per sample; the rest are marked invalid and the decoder replaces them by a learned mask
-  token. Distributions: `uniform` (1..N), `pow2` ({1, 2, 4, ..., N}), `uniform_pow2` (a power-of-two bucket
-  uniformly, then K uniformly inside it: as many draws land in 1..1 as in N/2+1..N). `full_prob` adds an extra
+  token. Distributions: `uniform` (1..N), `pow2` ({1, 2, 4, ..., N}), `uniform_pow2` (FlexTok's released
+  rule: K uniform in 1..N, rounded up to the next power of two, so K = N half of the time when N is a power of
+  two), `bucket_uniform` (a power-of-two bucket uniformly, then K uniformly inside it: as many draws land in
+  1..1 as in N/2+1..N; what vistok called `uniform_pow2` before it matched FlexTok). `full_prob` adds an extra
   chance of K = N (our CPU calibration: full-length quality otherwise lags).
 - `TailDrop` (One-D-Piece, Miwa et al. 2025): one K per batch, uniform in 1..N (N included); the tail is
   removed so the decoder sees K tokens. It runs after the quantizer, so the quantizer loss covers all N.
@@ -22,7 +24,7 @@ from torch import nn
 from vistok.configurable import configurable
 from vistok.tokenizers.prefixes import pow2_lengths  # its home is prefixes.py; still importable from here
 
-DISTRIBUTIONS = ("uniform", "pow2", "uniform_pow2")
+DISTRIBUTIONS = ("uniform", "pow2", "uniform_pow2", "bucket_uniform")
 
 
 def sample_lengths(
@@ -31,11 +33,14 @@ def sample_lengths(
     """(B,) int64 lengths in 1..N drawn from `distribution`."""
     if distribution == "uniform":
         return torch.randint(1, num_tokens + 1, (batch,), generator=generator)
+    if distribution == "uniform_pow2":  # the next power of two >= a uniform K, capped at N
+        k = torch.randint(1, num_tokens + 1, (batch,), generator=generator)
+        return (2 ** torch.ceil(torch.log2(k.double()))).long().clamp(max=num_tokens)
     levels = torch.tensor(pow2_lengths(num_tokens))
     bucket = torch.randint(0, len(levels), (batch,), generator=generator)
     if distribution == "pow2":
         return levels[bucket]
-    if distribution == "uniform_pow2":
+    if distribution == "bucket_uniform":
         lower = torch.cat([torch.zeros(1, dtype=levels.dtype), levels[:-1]])[bucket]  # exclusive
         width = levels[bucket] - lower
         return lower + 1 + (torch.rand(batch, generator=generator) * width).long().clamp(max=width - 1)
