@@ -2,7 +2,8 @@
 
 from vistok.quantizers.base import Quantizer, QuantizerOutput
 from vistok.quantizers.fsq import FSQQuantizer
+from vistok.quantizers.learned_vq import LearnedVQQuantizer
 from vistok.quantizers.lfq import LFQQuantizer
 from vistok.quantizers.vq import VQQuantizer
 
-__all__ = ["FSQQuantizer", "LFQQuantizer", "Quantizer", "QuantizerOutput", "VQQuantizer"]
+__all__ = ["FSQQuantizer", "LearnedVQQuantizer", "LFQQuantizer", "Quantizer", "QuantizerOutput", "VQQuantizer"]
