@@ -1,0 +1,1 @@
+"""Importers of released checkpoints of other projects into vistok exports."""
