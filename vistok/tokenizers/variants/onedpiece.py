@@ -11,24 +11,13 @@ from vistok.tokenizers.tokenizer import Tokenizer
 from vistok.tokenizers.variants.titok import titok_official, vit_pair
 
 
-def _onedpiece(size: str, image_size: int, num_tokens: int) -> Tokenizer:
-    return titok_official(size, size, num_tokens=num_tokens, image_size=image_size, token_dropout=TailDrop(num_tokens))
-
-
 @register("onedpiece-s-256")
-def onedpiece_s_256(image_size: int = 256, num_tokens: int = 256) -> Tokenizer:
-    """One-D-Piece-S-256 (83.87 M): TiTok-S-128's architecture with 256 tokens and tail drop."""
-    return _onedpiece("small", image_size, num_tokens)
-
-
-@register("onedpiece-b-256")
-def onedpiece_b_256(image_size: int = 256, num_tokens: int = 256) -> Tokenizer:
-    return _onedpiece("base", image_size, num_tokens)
-
-
-@register("onedpiece-l-256")
-def onedpiece_l_256(image_size: int = 256, num_tokens: int = 256) -> Tokenizer:
-    return _onedpiece("large", image_size, num_tokens)
+def onedpiece_s_256(image_size: int = 256, num_tokens: int = 256, **kw) -> Tokenizer:
+    """One-D-Piece-S-256 (83.87 M): TiTok-S-128's architecture with 256 tokens and tail drop. The B and L models
+    are `titok_official("base", "base", 256, ...)` / `("large", "large", ...)` with the same tail drop (the
+    importer builds them from their weights)."""
+    return titok_official("small", "small", num_tokens=num_tokens, image_size=image_size,
+                          token_dropout=TailDrop(num_tokens), **kw)
 
 
 @register("onedpiece-tiny")

@@ -71,14 +71,18 @@ def titok_official(
     token_dropout: nn.Module | None = None,
     commitment_weight: float = 0.25,
     clustering: bool = False,
+    encoder_depth: int | None = None,
+    decoder_depth: int | None = None,
 ) -> Tokenizer:
     """A TiTok as the official code builds it. `legacy=True` (every released S/B/L and One-D-Piece model): the
     legacy token projection and the proxy-code head with the MaskGIT-VQGAN decoder; `legacy=False` (the VQ-8k
-    single-stage models, TA-TiTok): the per-token projection and the pixel head with its 3x3 conv_out."""
+    single-stage models, TA-TiTok): the per-token projection and the pixel head with its 3x3 conv_out.
+    `encoder_depth` / `decoder_depth` override the size's depth (shallow copies for quick CPU checks)."""
     for name, size in (("encoder_size", encoder_size), ("decoder_size", decoder_size)):
         if size not in SIZES:
             raise ValueError(f"{name} must be one of {sorted(SIZES)}, got {size!r}")
     (ew, ed, eh), (dw, dd, dh) = SIZES[encoder_size], SIZES[decoder_size]
+    ed, dd = encoder_depth or ed, decoder_depth or dd
     exact = {"class_token": True, "gelu": "exact", "norm_eps": 1e-5}
     enc = TiTokEncoder(image_size=image_size, patch_size=patch_size, width=ew, depth=ed, num_heads=eh,
                        num_tokens=num_tokens, token_dim=token_dim, projection="legacy" if legacy else "linear",
