@@ -45,7 +45,7 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
     elif encoder.get("image_size", 0) > 64:  # big variants: same widths and shapes, one layer each side
         args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
         if doc["model"]["tokenizer"]["init_args"]["decoder"]["init_args"].get("head") == "proxy":
-            args.append(f"{prefix}.encoder.init_args.image_size=64")  # the MaskGIT-VQGAN decoder at 256 px is slow
+            args.append(f"{prefix}.encoder.init_args.image_size=32")  # the MaskGIT-VQGAN decoder at 256 px is slow
     return args
 
 
