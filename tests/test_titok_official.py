@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from tests.titok_fixture_weights import fingerprint, fixture_state_dict
@@ -187,3 +188,23 @@ def test_paper_size_configs_build_the_official_architecture(config, variant):
         built = build_tokenizer(variant)
     assert to_config(from_yaml) == to_config(built)
     assert sum(p.numel() for p in from_yaml.parameters()) == sum(p.numel() for p in built.parameters())
+
+
+@pytest.mark.parametrize("case", ["titok_s128_legacy", "tatitok_vq"])
+def test_export_in_the_official_layout_gives_back_the_released_state_dict(imported, case, tmp_path):
+    from vistok.importers.titok import export_official, official_state_dict
+
+    tok, _, meta = imported[case]
+    official = official_state_dict(tok)
+    assert {k: list(v.shape) for k, v in official.items()} == meta["layout"]
+    reference = fixture_state_dict(meta["layout"])
+    assert all(torch.equal(official[k], reference[k]) for k in reference)
+    out = export_official(tok, tmp_path / "official")
+    config = json.loads((out / "config.json").read_text())
+    fixture = yaml.safe_load((FIXTURES / case / "config.yaml").read_text())
+    assert {k: config["model"]["vq_model"].get(k) for k in fixture["model"]["vq_model"]} == fixture["model"]["vq_model"]
+    assert config["dataset"] == fixture["dataset"]
+    with pytest.raises(ValueError, match="only a model built as the official code builds it"):
+        from vistok.tokenizers import build_tokenizer
+
+        official_state_dict(build_tokenizer("titok-tiny"))

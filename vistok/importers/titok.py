@@ -325,3 +325,67 @@ def import_checkpoint(family: str, checkpoint: str, config: str | None, output: 
     model = load_official(family, checkpoint, config)
     source = f"imported from the official {family} checkpoint {Path(checkpoint).name}"
     return save_pretrained(model, output, source=source, overwrite=overwrite)
+
+
+# --- the reverse: a vistok model in the official layout ----------------------------------------------------------
+_CONV_1X1 = re.compile(r"encoder\.conv_out\.weight|decoder\.ffn\.[02]\.weight")
+_UNBATCHED = re.compile(r"latent_tokens|(encoder|decoder)\.(class_embedding|positional_embedding|"
+                        r"latent_token_positional_embedding|text_guidance_positional_embedding)")
+
+
+def official_state_dict(tokenizer: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A faithful TiTok / TA-TiTok / One-D-Piece (as `titok_official` builds it) -> the state dict the official
+    code loads. Refuses a model with parts the official code does not have, naming them."""
+    enc = tokenizer.encoder
+    if getattr(enc, "class_token", None) is None or type(tokenizer.quantizer).__name__ != "LearnedVQQuantizer":
+        raise ValueError("only a model built as the official code builds it (class token, learned VQ codebook: "
+                         "vistok.tokenizers.variants.titok.titok_official or an import) has an official layout")
+    out, unplaced = {}, []
+    for key, value in tokenizer.state_dict().items():
+        if key == "decoder.default_text":
+            continue
+        name = official_key(key)
+        if name is None:
+            unplaced.append(key)
+            continue
+        if _CONV_1X1.fullmatch(name):
+            value = value[:, :, None, None]  # a linear map stored as the official 1x1 conv
+        elif _UNBATCHED.fullmatch(name):
+            value = value[0]  # (1, R, D) -> (R, D)
+        out[name] = value.detach().cpu().contiguous()
+    if unplaced:
+        raise ValueError(f"parts the official models do not have: {unplaced[:12]}")
+    return out
+
+
+def official_config(tokenizer: torch.nn.Module) -> dict[str, Any]:
+    """The official config (`model.vq_model`, `dataset.preprocessing.crop_size`) of a faithful model."""
+    enc, dec, quant = tokenizer.encoder, tokenizer.decoder, tokenizer.quantizer
+    sizes = {512: "small", 768: "base", 1024: "large"}
+    legacy = enc.projection == "legacy"
+    vq = {"codebook_size": quant.codebook_size, "token_size": quant.dim, "use_l2_norm": quant.l2_norm,
+          "commitment_cost": quant.commitment_weight,
+          "vit_enc_model_size": sizes[enc.init_args["width"]], "vit_dec_model_size": sizes[dec.init_args["width"]],
+          "vit_enc_patch_size": enc.init_args["patch_size"], "vit_dec_patch_size": dec.init_args["patch_size"],
+          "num_latent_tokens": enc.num_tokens, "finetune_decoder": legacy, "is_legacy": legacy}
+    if dec.text_proj is not None:
+        vq.update(quantize_mode="vq", clustering_vq=quant.clustering,
+                  text_context_length=dec.text_pos.shape[1], text_embed_dim=dec.text_proj.in_features)
+    if tokenizer.token_dropout is not None and type(tokenizer.token_dropout).__name__ == "TailDrop":
+        vq["strict_length_assertion"] = False  # One-D-Piece decodes any prefix
+    return {"model": {"vq_model": vq}, "dataset": {"preprocessing": {"crop_size": enc.input_spec.height}}}
+
+
+def export_official(tokenizer: torch.nn.Module, output: str | Path, overwrite: bool = False) -> Path:
+    """Write `model.safetensors` (official layout) and `config.json` (official structure) to `output`, what the
+    official `TiTok` / `TATiTok` / `OneDPiece` classes load (`Model(config)`, `load_state_dict`)."""
+    from safetensors.torch import save_file
+
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} exists and is not empty; pass overwrite=True to replace its files")
+    state, config = official_state_dict(tokenizer), official_config(tokenizer)  # both checked before writing
+    output.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(output / "model.safetensors"))
+    (output / "config.json").write_text(json.dumps(config, indent=2))
+    return output
