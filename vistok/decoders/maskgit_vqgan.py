@@ -179,9 +179,19 @@ class MaskGITVQGAN(nn.Module):
     def from_official(cls, path: str | Path) -> MaskGITVQGAN:
         """The released weights file (a plain state dict: `encoder.*`, `decoder.*`, `quantize.embedding.weight`),
         read with `weights_only=True`; every key must be placed and none may be missing."""
-        from vistok.importers.titok import read_state_dict
+        path = Path(path)
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
 
-        state = read_state_dict(Path(path))
+                state = load_file(str(path), device="cpu")
+            else:
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:  # a missing, truncated or non-weights file
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path}: not a readable state dict ({why})") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
         model = cls()
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
