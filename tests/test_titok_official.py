@@ -208,3 +208,21 @@ def test_export_in_the_official_layout_gives_back_the_released_state_dict(import
         from vistok.tokenizers import build_tokenizer
 
         official_state_dict(build_tokenizer("titok-tiny"))
+
+
+def test_the_faithful_architecture_takes_nested_dropout_and_any_prefix():
+    """A released architecture with FlexTok's nested dropout (a row no anchor has): trains, and any prefix decodes."""
+    from vistok.tokenizers.dropout import NestedDropout
+    from vistok.tokenizers.variants.titok import titok_official
+
+    torch.manual_seed(0)
+    tok = titok_official(image_size=32, num_tokens=8, encoder_depth=1, decoder_depth=1, token_fill="mask",
+                         token_dropout=NestedDropout(8, "pow2"))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = tok.train()(x)
+    assert out.recon.shape == x.shape and out.valid is not None
+    (out.recon.pow(2).mean() + out.quant.loss).backward()
+    assert tok.decoder.token_fill.dropped.grad is not None
+    ids = tok.eval().encode(x)
+    for k in (1, 3, 8):
+        assert tok.decode(ids[:, :k]).shape == x.shape
