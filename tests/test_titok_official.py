@@ -226,3 +226,21 @@ def test_the_faithful_architecture_takes_nested_dropout_and_any_prefix():
     ids = tok.eval().encode(x)
     for k in (1, 3, 8):
         assert tok.decode(ids[:, :k]).shape == x.shape
+
+
+def test_a_released_checkpoint_becomes_a_flexible_length_model_to_fine_tune(tmp_path, small_state):
+    """load_official(..., dropout="nested"): the released encoder and codebook unchanged (the official ids), a new
+    dropped-token embedding, any prefix decodes, and it trains."""
+    torch.save(small_state, tmp_path / "tatitok.bin")
+    tok = load_official("tatitok", tmp_path / "tatitok.bin", FIXTURES / "tatitok_vq" / "config.yaml", dropout="nested")
+    io = load_file(str(FIXTURES / "tatitok_vq" / "io.safetensors"))
+    ids = tok.encode(io["images"])
+    assert torch.equal(ids, io["ids"])
+    assert tok.decoder.token_fill.dropped.abs().sum() > 0
+    for k in (1, 4, ids.shape[1]):
+        assert tok.decode(ids[:, :k]).shape == io["images"].shape
+    out = tok.train()(io["images"])
+    out.recon.pow(2).mean().backward()
+    assert tok.decoder.token_fill.dropped.grad is not None
+    with pytest.raises(ValueError, match="dropout must be one of"):
+        load_official("tatitok", tmp_path / "tatitok.bin", dropout="sometimes")

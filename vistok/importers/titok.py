@@ -255,11 +255,21 @@ def _check_family(family: str, arch: dict[str, Any], where: Path) -> None:
                               "one has a pixel head")
 
 
-def build(family: str, arch: dict[str, Any]):
-    from vistok.tokenizers.dropout import TailDrop
+DROPOUTS = ("nested", "tail")
+
+
+def build(family: str, arch: dict[str, Any], dropout: str | None = None):
+    """The faithful model; `dropout` makes it flexible-length for fine-tuning: "nested" (FlexTok's nested dropout,
+    dropped tokens become a learned embedding, `token_fill="mask"`) or "tail" (One-D-Piece's tail drop)."""
+    from vistok.tokenizers.dropout import NestedDropout, TailDrop
     from vistok.tokenizers.variants.titok import titok_official
 
-    drop = TailDrop(arch["num_tokens"]) if family == "onedpiece" else None
+    if dropout not in (None, *DROPOUTS):
+        raise ValueError(f"dropout must be one of {DROPOUTS} or None, got {dropout!r}")
+    n = arch["num_tokens"]
+    if dropout == "nested":
+        return titok_official(**arch, token_fill="mask", token_dropout=NestedDropout(n, "pow2"))
+    drop = TailDrop(n) if family == "onedpiece" or dropout == "tail" else None
     return titok_official(**arch, token_dropout=drop)
 
 
@@ -279,7 +289,9 @@ def map_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module, legac
             wrong.append(f"{key} {tuple(value.shape)} -> {ours} {tuple(want.shape)}")
             continue
         out[ours] = value.reshape(want.shape).to(want.dtype)
-    optional = {"decoder.default_text"}  # a buffer of ours (the decoder's default text), not in their weights
+    # Ours alone, not in their weights: the decoder's default text (a buffer) and the learned dropped-token
+    # embedding of a model made flexible-length (`dropout="nested"`); they keep the model's initial values.
+    optional = {"decoder.default_text", "decoder.token_fill.dropped"}
     missing = [official_key(k) or k for k in target if k not in out and k not in optional]
     problems = []
     if unplaced:
@@ -296,8 +308,10 @@ def map_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module, legac
     return out
 
 
-def load_official(family: str, checkpoint: str | Path, config: str | Path | None = None):
-    """A released checkpoint (file or directory) -> the faithful vistok `Tokenizer` (eval mode)."""
+def load_official(family: str, checkpoint: str | Path, config: str | Path | None = None,
+                  dropout: str | None = None):
+    """A released checkpoint (file or directory) -> the faithful vistok `Tokenizer` (eval mode). `dropout`
+    ("nested" | "tail") makes it a flexible-length model to fine-tune from the released weights (see `build`)."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     weights, config_path = find_files(Path(checkpoint), config)
@@ -306,11 +320,15 @@ def load_official(family: str, checkpoint: str | Path, config: str | Path | None
     arch = architecture(state, weights, cfg, config_path)
     _check_family(family, arch, weights)
     with torch.device("meta"):  # no random initialisation of what the checkpoint replaces (641 M for L-32)
-        model = build(family, arch)
+        model = build(family, arch, dropout)
     model = model.to_empty(device="cpu")
     for name, buffer in model.named_buffers():  # ours alone (the decoder's default text): their initial value
         if name == "decoder.default_text":
             buffer.zero_()
+    dropped = getattr(model.decoder.token_fill, "dropped", None)
+    if dropped is not None:  # the nested-dropout embedding starts as TokenFill starts it
+        with torch.no_grad():
+            dropped.normal_(std=dropped.shape[-1] ** -0.5)
     if any(n not in model.state_dict() for n, _ in model.named_buffers()):
         raise RuntimeError("a non-persistent buffer would be left uninitialised")  # pragma: no cover - guard
     model.load_state_dict(map_state_dict(state, model, arch["legacy"], weights))
