@@ -53,6 +53,8 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
         args += [f"{prefix}.encoder.init_args.depth=1", f"{prefix}.decoder.init_args.depth=1"]
         if doc["model"]["tokenizer"]["init_args"].get("prior"):  # and 64 tokens, one prior layer
             args += [f"{prefix}.encoder.init_args.num_tokens=64", f"{prefix}.prior.init_args.depth=1"]
+        if doc["model"]["tokenizer"]["init_args"]["decoder"]["init_args"].get("head") == "proxy":
+            args.append(f"{prefix}.encoder.init_args.image_size=32")  # the MaskGIT-VQGAN decoder at 256 px is slow
     return args
 
 

@@ -11,12 +11,18 @@ from torch import nn
 
 from vistok.nn.attention import Attention
 
+GELUS = ("tanh", "exact")
+
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, exact_gelu: bool = False) -> None:
+    """fc1 -> GELU -> fc2. `gelu`: "tanh" (the approximation, our default) or "exact" (erf: ViT, TiTok)."""
+
+    def __init__(self, dim: int, hidden: int, gelu: str = "tanh") -> None:
         super().__init__()
+        if gelu not in GELUS:
+            raise ValueError(f"gelu must be one of {GELUS}, got {gelu!r}")
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU() if exact_gelu else nn.GELU(approximate="tanh")
+        self.act = nn.GELU(approximate="tanh" if gelu == "tanh" else "none")
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +30,9 @@ class MLP(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """x + attn(norm(x)); x + mlp(norm(x)). With `cond_dim`, DiT's adaLN-zero modulation by a (B, C) vector."""
+    """x + attn(norm(x)); x + mlp(norm(x)). With `cond_dim`, DiT's adaLN-zero modulation by a (B, C) vector.
+    `gelu` and `norm_eps`: ours are the tanh GELU and eps 1e-6; TiTok's blocks (open_clip style) use the exact
+    GELU and LayerNorm's default eps 1e-5."""
 
     def __init__(
         self,
@@ -34,16 +42,16 @@ class TransformerBlock(nn.Module):
         qk_norm: bool = False,
         cond_dim: int | None = None,
         qkv_bias: bool = True,
-        exact_gelu: bool = False,
+        gelu: str = "tanh",
         norm_eps: float = 1e-6,
     ) -> None:
-        """`qkv_bias=False, exact_gelu=True, norm_eps=1e-5`: timm 1.0.9's ViT `Block` as LARP builds it."""
+        """`qkv_bias=False, gelu="exact", norm_eps=1e-5`: timm 1.0.9's ViT `Block` as LARP builds it."""
         super().__init__()
         affine = cond_dim is None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=affine, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=affine, eps=norm_eps)
-        self.mlp = MLP(dim, int(dim * mlp_ratio), exact_gelu)
+        self.mlp = MLP(dim, int(dim * mlp_ratio), gelu)
         self.modulation = None
         if cond_dim is not None:
             self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * dim))
@@ -74,12 +82,12 @@ class Transformer(nn.Module):
         qk_norm: bool = False,
         cond_dim: int | None = None,
         qkv_bias: bool = True,
-        exact_gelu: bool = False,
+        gelu: str = "tanh",
         norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, num_heads, mlp_ratio, qk_norm, cond_dim, qkv_bias, exact_gelu, norm_eps)
+            TransformerBlock(dim, num_heads, mlp_ratio, qk_norm, cond_dim, qkv_bias, gelu, norm_eps)
             for _ in range(depth)
         )
 

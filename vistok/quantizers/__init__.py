@@ -3,9 +3,10 @@
 from vistok.quantizers.base import Quantizer, QuantizerOutput
 from vistok.quantizers.ema_codebook import EMACodebookQuantizer
 from vistok.quantizers.fsq import FSQQuantizer
+from vistok.quantizers.learned_vq import LearnedVQQuantizer
 from vistok.quantizers.lfq import LFQQuantizer
 from vistok.quantizers.stochastic_vq import StochasticVQQuantizer
 from vistok.quantizers.vq import VQQuantizer
 
-__all__ = ["EMACodebookQuantizer", "FSQQuantizer", "LFQQuantizer", "Quantizer", "QuantizerOutput",
-           "StochasticVQQuantizer", "VQQuantizer"]
+__all__ = ["EMACodebookQuantizer", "FSQQuantizer", "LearnedVQQuantizer", "LFQQuantizer", "Quantizer",
+           "QuantizerOutput", "StochasticVQQuantizer", "VQQuantizer"]

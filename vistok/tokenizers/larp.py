@@ -81,7 +81,7 @@ class LARPEncoder(Encoder):
             self.queries = nn.Parameter(0.02 * torch.randn(1, num_tokens, width))
             self.norm_pre, self.norm_post = nn.Identity(), nn.Identity()
             self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm, qkv_bias=False,
-                                           exact_gelu=True, norm_eps=1e-5)
+                                           gelu="exact", norm_eps=1e-5)
             self.attn_mask = None  # bidirectional over [patches, queries]
         else:
             self.embed = VideoPatchEmbed(patch_size, temporal_patch, in_channels, width)
@@ -145,7 +145,7 @@ class LARPDecoder(Decoder):
             self.register_buffer("patch_pos", sincos_3d(width, gh, self.grid[0])[None])
             self.norm_pre, self.norm_post = nn.Identity(), nn.LayerNorm(width, eps=1e-6)
             self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm, qkv_bias=False,
-                                           exact_gelu=True, norm_eps=1e-5)
+                                           gelu="exact", norm_eps=1e-5)
             self.head = ChannelsLastPatchHead(patch_size, temporal_patch, out_channels, width)
         else:
             self.token_fill = TokenFill(num_tokens, token_dim, width, token_fill)

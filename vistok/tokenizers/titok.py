@@ -2,9 +2,18 @@
 Yu et al. 2024).
 
 Patches and N learnable latent tokens (each with its own position embedding) go through one pre-norm ViT;
-the N latent outputs are normed and projected to the token dimension. Departures:
-- the projection is a per-token linear map on (B, N, D); TiTok's legacy reshape of the (B, D, N) output
-  without a permute (which mixes channels across token positions) is not reproduced;
+the N latent outputs are normed and projected to the token dimension. Options that reproduce the official
+models exactly (`vistok.importers.titok` switches them on; defaults are our corrected form for training from
+scratch):
+- `class_token=True`: a learned class token before the patches (the patch position table then has L+1 rows,
+  row 0 the class token's), as TiTok's encoder has;
+- `projection="legacy"`: TiTok's released S/B/L checkpoints read the normed (B, N, D) latents as a (B, D, N)
+  array without a permute before the 1x1 projection, which mixes channels across token positions. The default
+  `"linear"` is a per-token linear map on (B, N, D) (the official `is_legacy: False`);
+- `gelu="exact"`, `norm_eps=1e-5`: the official blocks' numerics (ours: tanh GELU, eps 1e-6);
+- `zero_one_pixels=True`: the network computes on [0, 1] pixels (the official convention); the input stays in
+  [-1, 1] at vistok's boundary and is converted here.
+Other departures:
 - optional hybrid conv stem (`stem="conv"`) for tiny images;
 - any height x width (`image_size=(H, W)`), not only square images: the patch grid is H/p x W/p;
 - optional linear path (`linear_path=True`, small images only): a linear map of the whole image is added to
@@ -49,9 +58,17 @@ class TiTokEncoder(Encoder):
         causal_tokens: bool = False,
         stem_channels: list[int] | None = None,
         linear_path: bool = False,
+        class_token: bool = False,
+        projection: str = "linear",
+        gelu: str = "tanh",
+        norm_eps: float = 1e-6,
+        zero_one_pixels: bool = False,
     ) -> None:
-        """`image_size`: the side of square images, or (height, width)."""
+        """`image_size`: the side of square images, or (height, width). See the module docstring for
+        `class_token`, `projection`, `gelu`, `norm_eps` and `zero_one_pixels`."""
         super().__init__()
+        if projection not in ("linear", "legacy"):
+            raise ValueError(f"projection must be 'linear' or 'legacy', got {projection!r}")
         h, w = image_hw(image_size)
         if h % patch_size or w % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
@@ -61,13 +78,16 @@ class TiTokEncoder(Encoder):
         self.num_tokens, self.token_dim = num_tokens, token_dim
         self.num_patches = (h // patch_size) * (w // patch_size)
         self.causal_tokens = causal_tokens
+        self.projection, self.zero_one_pixels = projection, zero_one_pixels
+        self.prefix = self.num_patches + int(class_token)  # positions before the latent tokens
         scale = width**-0.5
         self.stem = build_stem(stem, patch_size, in_channels, width, stem_channels)
-        self.patch_pos = nn.Parameter(scale * torch.randn(1, self.num_patches, width))
+        self.class_token = nn.Parameter(scale * torch.randn(1, 1, width)) if class_token else None
+        self.patch_pos = nn.Parameter(scale * torch.randn(1, self.prefix, width))  # row 0: the class token's
         self.latent_tokens = nn.Parameter(scale * torch.randn(1, num_tokens, width))
         self.latent_pos = nn.Parameter(scale * torch.randn(1, num_tokens, width))
         self.norm_pre = nn.LayerNorm(width)
-        self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm)
+        self.transformer = Transformer(width, depth, num_heads, mlp_ratio, qk_norm, gelu=gelu, norm_eps=norm_eps)
         self.norm_post = nn.LayerNorm(width)
         self.proj = nn.Linear(width, token_dim)
         self.linear_path = LinearEncoderPath(in_channels, (h, w), num_tokens, token_dim) if linear_path else None
@@ -80,8 +100,8 @@ class TiTokEncoder(Encoder):
             self.attn_mask = None
 
     def _register_mask(self) -> torch.Tensor:
-        # (L+N, L+N): patches see patches; token i sees all patches and tokens <= i.
-        L, N = self.num_patches, self.num_tokens
+        # (L+N, L+N): patches (and the class token) see patches; token i sees all patches and tokens <= i.
+        L, N = self.prefix, self.num_tokens
         mask = torch.zeros(L + N, L + N, dtype=torch.bool)
         mask[:, :L] = True
         mask[L:, L:] = torch.ones(N, N, dtype=torch.bool).tril()
@@ -90,8 +110,14 @@ class TiTokEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) as `input_spec` says -> (B, N, token_dim)."""
         b = x.shape[0]
-        patches = self.stem(x) + self.patch_pos  # (B, L, D)
+        patches = self.stem((x + 1) / 2 if self.zero_one_pixels else x)  # (B, L, D)
+        if self.class_token is not None:
+            patches = torch.cat([self.class_token.expand(b, -1, -1).to(patches.dtype), patches], dim=1)
+        patches = patches + self.patch_pos  # (B, L(+1), D)
         latents = (self.latent_tokens + self.latent_pos).expand(b, -1, -1)  # (B, N, D)
         h = self.transformer(self.norm_pre(torch.cat([patches, latents], dim=1)), self.attn_mask)
-        z = self.proj(self.norm_post(h[:, -self.num_tokens :]))  # (B, N, token_dim)
+        h = self.norm_post(h[:, -self.num_tokens :])  # (B, N, D)
+        if self.projection == "legacy":  # the (B, N, D) memory read as (B, D, N), then per-column projection
+            h = h.reshape(b, -1, self.num_tokens).transpose(1, 2)  # (B, N, D), channels mixed across tokens
+        z = self.proj(h)  # (B, N, token_dim)
         return z if self.linear_path is None else z + self.linear_path(x)
