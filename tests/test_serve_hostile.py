@@ -141,3 +141,27 @@ def test_an_unexpected_error_in_validation_is_a_json_500(monkeypatch, image_clie
     monkeypatch.setattr(gate, "decode_job", boom)
     r = image_client.post("/v1/decode", json={"tokens": [1]})
     assert r.status_code == 500 and r.json()["error"].startswith("internal error"), r.text
+
+
+# --- the server's own routes and options --------------------------------------------------------------------------
+
+def test_head_of_the_demo_page_is_200_like_get(tmp_path):
+    from vistok.serve.app import ServeOptions, build_server
+
+    torch.manual_seed(0)
+    model = build_tokenizer("titok-tiny").save_pretrained(tmp_path / "m")
+    server, _, _ = build_server(str(model), ServeOptions(device="cpu", threads=1))
+    client = TestClient(server.app)  # no lifespan: static routes need no worker
+    for path in ("/", "/demo.js"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code == 200, (path, head.status_code)
+        assert head.headers["content-type"] == get.headers["content-type"] and head.content == b""
+
+
+@pytest.mark.parametrize("mb", ["1e-7", "0.001"])
+def test_a_body_limit_below_16_kib_is_refused(mb):
+    from vistok.commands.serve import main
+
+    with pytest.raises(ValueError, match="at least 16 KiB"):
+        main(["--model", "unused", "--max-body-mb", mb])
+    Limits(max_body_bytes=16 << 10)  # the minimum itself is fine
