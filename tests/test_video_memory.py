@@ -106,3 +106,13 @@ def test_an_image_bomb_as_a_video_models_input_is_a_clip_too_large_error(tmp_pat
             load_model_clip(source, SPEC, max_pixels=None)
         with pytest.raises(OSError):
             load_model_clip(source, SPEC)
+
+
+@pytest.mark.parametrize("command", ["decode", "reconstruct", "encode", "eval"])
+def test_the_cli_refuses_an_absurd_fps_before_any_work(command, capsys):
+    from vistok.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--model", "none", "--input", "none", "--output", "none", "--fps", "0.0004"])
+    assert exit_.value.code == 2
+    assert "--fps must be in [0.1, 240]" in capsys.readouterr().err
