@@ -1,7 +1,7 @@
 """Peak memory of reading a video as a video model's clip, against the file's frames and resolution.
 
 Each case runs in a fresh Python process that imports vistok, torch and PyAV, records its resident size (the
-idle size), reads one file the way a path of vistok does, and reports its peak resident size (`ru_maxrss`) minus
+idle size), reads one file the way a path of vistok does, and reports its peak resident size (VmHWM, Linux) minus
 the idle size. Paths:
   serve    the server's encode request for a video model (`vistok.serve.requests.video_encode_job`, run in the API
            process): decode, resize, the base64 job, under the default `Limits` (129 frames, 40 MP per frame)
@@ -56,12 +56,12 @@ def make_video(path: Path, width: int, height: int, frames: int, fps: int) -> Pa
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 
-def rss_kb():
+def status_kb(field):  # VmRSS: resident now; VmHWM: its peak since exec (ru_maxrss keeps the parent's peak)
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
 
 import av, numpy, torch
@@ -77,7 +77,7 @@ mode, path, side = sys.argv[1], sys.argv[2], int(sys.argv[3])
 facts = model_facts(build_tokenizer("omni-tiny"))
 spec = InputSpec(3, side, side, "1+4k")
 data = Path(path).read_bytes() if mode == "serve" else None
-idle = rss_kb()
+idle = status_kb("VmRSS")
 start = time.perf_counter()
 if mode == "serve":
     job = video_encode_job(data, None, None, facts, Limits())
@@ -89,7 +89,7 @@ elif mode == "cli-all":
 else:  # old
     full, _ = read_video(path, max_pixels=None)
     frames = frames_to_clip(full, spec).shape[1]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = status_kb("VmHWM")
 print(json.dumps({"idle_mb": idle / 1024, "peak_over_idle_mb": (peak - idle) / 1024, "frames": int(frames),
                   "seconds": time.perf_counter() - start}))
 """
