@@ -48,7 +48,8 @@ class _TokenizerAPI(ls.LitAPI):
 
         from vistok.serve.lifecycle import die_with_parent
 
-        die_with_parent(self.parent_pid)
+        if os.getpid() != self.parent_pid:  # a worker process (not a test calling setup in its own process)
+            die_with_parent(self.parent_pid)
 
         torch.set_num_threads(self.threads)  # workers must not oversubscribe the cores
         try:
