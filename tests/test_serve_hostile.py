@@ -117,7 +117,7 @@ def test_video_decode_at_the_lowest_rate_is_accepted(video_client):
     assert r.status_code == 200 and r.json()["fps"] == 0.1, r.text
 
 
-@pytest.mark.parametrize("bomb", [bomb_gif(65000, 65000), bomb_png(20000, 10000)])
+@pytest.mark.parametrize("bomb", [bomb_gif(65000, 65000), bomb_png(20000, 10000)], ids=["gif", "png"])
 def test_an_image_bomb_sent_to_a_video_model_is_a_413(video_client, bomb):
     """A header claiming > 179 MP: PIL's DecompressionBombError escaped as a 500 before (the GIF; PyAV's probe
     already caught the PNG)."""
