@@ -27,6 +27,10 @@ from torch import nn
 
 _ALLOWED: dict[str, type] = {}
 
+
+class BudgetExceeded(ValueError):
+    """A config that asks for more memory than its weights justify (`vistok.build_budget`)."""
+
 # Packages whose modules define the model classes; only these are imported on demand by `from_config`.
 MODEL_PACKAGES = ("vistok.tokenizers", "vistok.decoders", "vistok.quantizers", "vistok.nn")
 
@@ -108,6 +112,11 @@ def from_config(config: dict[str, Any], where: str = "config") -> Any:
     if not _is_class_spec(config):
         raise ValueError(f"{where}: expected an object with 'class_path' and 'init_args'")
     path = config["class_path"]
+    if not isinstance(path, str):
+        raise ValueError(f"{where}.class_path: expected a class name (a string), got {type(path).__name__}")
+    if not isinstance(config.get("init_args", {}), dict):
+        raise ValueError(f"{where}.init_args: expected an object of constructor arguments, got "
+                         f"{type(config['init_args']).__name__}")
     if _allowed(path) is None:
         import_model_classes()
         raise ValueError(
@@ -138,8 +147,11 @@ def from_config(config: dict[str, Any], where: str = "config") -> Any:
                              f"({type(value).__name__})")
     try:
         return cls(**args)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: cannot build {path}: {e}") from None
+    except BudgetExceeded:  # names the file already
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as e:  # negative or absurd sizes
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{where}: cannot build {path}: {message}") from None
 
 
 def _init_hints(cls: type) -> dict[str, Any]:

@@ -40,7 +40,9 @@ def model_clip_frames(tok: Any) -> int:
 
 
 def _folder_clips(tok: Any, root: Path, frames: int, fps: float | None, limit: int | None,
-                  batch_size: int) -> Iterator[dict[str, Any]]:
+                  batch_size: int, skipped: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """Batches of the folder's clips; every file that cannot be read is appended to `skipped` ({file, reason})
+    and reported on the terminal."""
     from vistok.data.images import IMAGE_EXTENSIONS, no_images_error, scan_images
     from vistok.data.model_clips import load_model_clip
     from vistok.data.video_io import VIDEO_EXTENSIONS
@@ -55,6 +57,7 @@ def _folder_clips(tok: Any, root: Path, frames: int, fps: float | None, limit: i
             clip = load_model_clip(f, tok.input_spec, fps=fps, length=frames)
         except OSError as e:
             print(f"skipping {e}")
+            skipped.append({"file": str(f.relative_to(root)), "reason": str(e)})
             continue
         batch.append(clip.video)
         keys.append(str(f.relative_to(root)))
@@ -76,6 +79,7 @@ def evaluate_video_model(tok: Any, source: str, output: str | Path, i3d: str | N
     from vistok.data.videos import ClipSpec, collate_videos
     from vistok.metrics.video import evaluate_videos
 
+    skipped: list[dict[str, str]] = []  # filled while the clips are read, written into video_metrics.json
     if i3d is not None and not Path(i3d).is_file():
         raise FileNotFoundError(f"--i3d {i3d}: no such file (the Kinetics-400 I3D TorchScript, i3d_torchscript.pt)")
     frames = frames or model_clip_frames(tok)
@@ -88,7 +92,7 @@ def evaluate_video_model(tok: Any, source: str, output: str | Path, i3d: str | N
             ds = Subset(ds, range(min(limit, len(ds))))
         clips: Any = DataLoader(ds, batch_size=batch_size, collate_fn=collate_videos)
     elif Path(source).is_dir():
-        clips = _folder_clips(tok, Path(source), frames, fps, limit, batch_size)
+        clips = _folder_clips(tok, Path(source), frames, fps, limit, batch_size, skipped)
     else:
         raise FileNotFoundError(f"--input {source}: a video model evaluates 'sample-clips' or a folder of videos")
 
@@ -98,7 +102,8 @@ def evaluate_video_model(tok: Any, source: str, output: str | Path, i3d: str | N
     start = time.perf_counter()
     k = tok.token_grid(frames)[0] * tok.frame_tokens if tok.frame_tokens else num_tokens or tok.max_tokens
     result = evaluate_videos(reconstruct, clips, i3d=i3d, out_dir=output, batch_size=batch_size,
-                             device=tok.device, progress=progress, name=f"{type(tok.encoder).__name__}, K={k}")
+                             device=tok.device, progress=progress, name=f"{type(tok.encoder).__name__}, K={k}",
+                             skipped=skipped)
     result.update({"tokens": k, "token_grid": list(tok.token_grid(frames)) if tok.frame_tokens else [k],
                    "input": source, "wall_time_s": time.perf_counter() - start})
     return result
@@ -112,4 +117,7 @@ def video_summary(result: dict[str, Any]) -> str:
              f"motion {result['motion_real']:.2f} -> {result['motion_fake']:.2f}  rFVD {fvd}"]
     if result.get("fvd_note"):
         lines.append(f"note: {result['fvd_note']}")
+    if result.get("skipped"):
+        lines.append(f"skipped {len(result['skipped'])} unreadable file(s) (listed in video_metrics.json): "
+                     f"{result['skipped'][0]['file']}{', ...' if len(result['skipped']) > 1 else ''}")
     return "\n".join(lines)

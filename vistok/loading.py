@@ -49,6 +49,28 @@ def load_tokenizer(path: str | Path, map_location: str | torch.device = "cpu") -
     return _load_export(path).to(map_location).eval()
 
 
+def _weight_elements(weights: Path) -> int:
+    """Numbers held by a safetensors file, from its header (nothing is loaded)."""
+    import math
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), "pt") as f:
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{weights}: not a readable safetensors file ({e})") from None
+
+
+def _build(config: Any, where: str, weight_elements: int) -> Any:
+    """Build the model a config names within a memory budget set by its weights (`vistok.build_budget`): an
+    untrusted config cannot allocate more than its weights justify before they are compared with it."""
+    from vistok.build_budget import BuildBudget, weights_budget
+
+    with BuildBudget(weights_budget(weight_elements), where):
+        return from_config(config, where=where)
+
+
 def _load_export(path: Path) -> Any:
     from safetensors.torch import load_file
 
@@ -58,7 +80,7 @@ def _load_export(path: Path) -> Any:
     config = read_json(cfg_file, f"{path} is not a vistok export directory; {EXPORT_HINT}")
     if not isinstance(config, dict) or "model" not in config:
         raise ValueError(f"{cfg_file}: missing key 'model'")
-    tokenizer = from_config(config["model"], where=f"{cfg_file}:model")
+    tokenizer = _build(config["model"], f"{cfg_file}:model", _weight_elements(weights))
     try:
         state = load_file(str(weights), device="cpu")
     except Exception as e:  # safetensors raises its own error type for a damaged file
@@ -90,7 +112,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path}: no 'state_dict' in the checkpoint; was it written by `vistok fit`?")
     if "vistok_config" not in ckpt:
         raise ValueError(f"{path}: no 'vistok_config' in the checkpoint; was it written by `vistok fit`?")
-    tokenizer = from_config(ckpt["vistok_config"], where=f"{path}:vistok_config")
+    elements = sum(v.numel() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor))
+    tokenizer = _build(ckpt["vistok_config"], f"{path}:vistok_config", elements)
     prefix = "tokenizer."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     check_weights(tokenizer, state, f"{path}:state_dict")

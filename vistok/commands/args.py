@@ -44,6 +44,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def frame_rate(text: str) -> float:
+    """An argparse type: frames per second within [MIN_FPS, MAX_FPS] (`vistok.data.video_io.check_fps`)."""
+    from vistok.data.video_io import check_fps
+
+    try:
+        return check_fps(finite_float(text), "--fps")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     """Every vistok command's parser: no prefix matching, so `--batch` never silently means `--batch-size`."""
     return argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
@@ -92,7 +102,7 @@ def add_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --output directory")
     p.add_argument("--format", choices=("mp4", "png"), default="mp4", dest="video_format",
                    help="video models: an mp4 per clip, or a folder of frame PNGs per clip")
-    p.add_argument("--fps", type=positive_float, default=None,
+    p.add_argument("--fps", type=frame_rate, default=None,
                    help="video models: frame rate of the written mp4 (decode: default the sample's, else 8; "
                         "reconstruct: also the rate the videos are read at, default each file's own)")
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import os
 
-from vistok.commands.args import add_device, add_model, non_negative_int, parser, positive_float, positive_int
+from vistok.commands.args import (
+    add_device,
+    add_model,
+    frame_rate,
+    non_negative_int,
+    parser,
+    positive_float,
+    positive_int,
+)
 
 
 def main(argv: list[str]) -> None:
@@ -35,10 +43,11 @@ def main(argv: list[str]) -> None:
                    help="also encode augmented views, each its own sample and key: flip (centre crop and its "
                         "mirror) or tencrop (corners and centre of a 1.1x crop, and their mirrors), as the "
                         "pretokenization scripts of LlamaGen and TiTok")
-    p.add_argument("--fps", type=positive_float, default=None,
+    p.add_argument("--fps", type=frame_rate, default=None,
                    help="video models: read videos at this frame rate (default: each file's own)")
     p.add_argument("--max-frames", type=positive_int, default=None,
-                   help="video models: read at most this many frames of each video (default: all)")
+                   help="video models: read at most this many frames of each video (default 129; each frame is "
+                        "resized as it is decoded, so memory grows with frames x the model's size, not the file's)")
     p.add_argument("--chunk", type=positive_int, default=None,
                    help="grid video models: encode this many latent frames at a time (bounded memory, same ids)")
     p.add_argument("--format", choices=("packed", "per-sample"), default="packed", dest="shard_format",

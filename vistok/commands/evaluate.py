@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vistok.commands.args import add_device, add_model, finite_float, parser, positive_float, positive_int
+from vistok.commands.args import add_device, add_model, finite_float, frame_rate, parser, positive_int
 
 
 def main(argv: list[str]) -> None:
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception needed)")
     p.add_argument("--i3d", default=None,
                    help="video models: Kinetics-400 I3D TorchScript (i3d_torchscript.pt) for rFVD (default: skipped)")
-    p.add_argument("--fps", type=positive_float, default=None,
+    p.add_argument("--fps", type=frame_rate, default=None,
                    help="video models: read the videos at this rate (default: each file's own; sample clips: 8)")
     a = p.parse_args(argv)
     from vistok.evaluate_video import is_video_model

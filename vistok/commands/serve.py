@@ -60,4 +60,10 @@ def main(argv: list[str]) -> None:
     print(f"vistok serve: {a.model} ({facts.image_size} px, 1..{facts.max_tokens} tokens, {facts.codebook_size} codes,"
           f" {facts.decoder} decoder) on http://{shown}:{a.port}/ ; {batching}; {a.workers} worker(s) per endpoint x "
           f"{threads} torch thread(s){'; API key required' if api_key else ''}", file=sys.stderr, flush=True)
-    server.run(host=host, port=a.port, generate_client_file=False, num_api_servers=1, log_level=a.log_level)
+    from vistok.serve.header_timeout import uvicorn_options
+    from vistok.serve.lifecycle import run_server
+
+    status = run_server(server, host=host, port=a.port, generate_client_file=False, num_api_servers=1,
+                        log_level=a.log_level, **uvicorn_options(limits.header_timeout_s))
+    if status:
+        raise SystemExit(status)

@@ -9,13 +9,19 @@ Everything that can go wrong with a file (it does not open, has no video stream,
 to decode, nothing decodes) raises `VideoError`, an `OSError` whose message names the file and the reason:
 datasets skip and report it, or stop under `strict`. A file that ends early (truncated after its header)
 simply yields fewer frames; the caller decides whether to pad or skip a short clip.
+
+Memory: `read_video(..., transform=f)` applies `f` to each frame as it is emitted (the model loaders resize to the
+model's side there), so only one full-size frame is held at a time; the decoder's own frame threads are capped
+so that their buffers stay within `DECODER_BUFFER_BYTES` whatever the resolution. Frame rates outside
+[`MIN_FPS`, `MAX_FPS`] are refused for reading and writing (`check_fps`).
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +35,8 @@ WRITE_CODECS = {".mp4": ("libx264", "yuv420p"), ".m4v": ("libx264", "yuv420p"), 
                 ".mkv": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p"), ".avi": ("mpeg4", "yuv420p"),
                 ".gif": ("gif", "rgb8")}
 _EPS = 1e-6
+MIN_FPS, MAX_FPS = 0.1, 240.0  # frame rates accepted for reading and writing (H.264 time bases need > 0.001)
+DECODER_BUFFER_BYTES = 256 << 20  # budget for the frames FFmpeg's decoder threads hold at once
 
 Source = str | Path | bytes
 
@@ -58,6 +66,17 @@ class VideoInfo:
         return None
 
 
+def check_fps(fps: float, what: str = "fps") -> float:
+    """`fps` as a float when it lies in [MIN_FPS, MAX_FPS], else a ValueError that says the range."""
+    try:
+        value = float(fps)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{what} must be a number of frames per second, got {fps!r}") from None
+    if not MIN_FPS <= value <= MAX_FPS:
+        raise ValueError(f"{what} must be in [{MIN_FPS:g}, {MAX_FPS:g}] frames per second, got {fps!r}")
+    return value
+
+
 def _name(source: Source, name: str | None) -> str:
     return name if name is not None else "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
 
@@ -83,7 +102,11 @@ def _stream(container, name: str, max_pixels: int | None):
     if max_pixels is not None and w * h > max_pixels:
         raise VideoError(f"cannot read video {name}: {w}x{h} frames exceed the limit of {max_pixels / 1e6:g} "
                          "megapixels per frame")
-    stream.thread_type = "AUTO"
+    # Frame threading holds about one frame per thread: cap the threads so a 4K stream cannot hold gigabytes.
+    frame_bytes = max(1, w * h * 3 // 2)  # a yuv420p frame
+    threads = max(1, min(os.cpu_count() or 1, DECODER_BUFFER_BYTES // frame_bytes - 1, 16))
+    stream.codec_context.thread_count = threads
+    stream.thread_type = "AUTO" if threads > 1 else "SLICE"
     return stream
 
 
@@ -149,14 +172,17 @@ def _timed_frames(container, stream, start: float, name: str) -> Iterator[tuple[
 
 
 def read_video(source: Source, fps: float | None = None, start: float = 0.0, num_frames: int | None = None,
-               name: str | None = None, max_pixels: int | None = MAX_FRAME_PIXELS) -> tuple[np.ndarray, float]:
+               name: str | None = None, max_pixels: int | None = MAX_FRAME_PIXELS,
+               transform: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, float]:
     """Frames at `fps` (None: the native rate) from time `start` on: ((N, H, W, 3) uint8, fps).
 
-    N is `num_frames`, or fewer when the video ends first (all of it when `num_frames` is None). Raises
-    `VideoError` naming the file when it cannot be opened or decoded, or when not a single frame decodes."""
+    N is `num_frames`, or fewer when the video ends first (all of it when `num_frames` is None: the caller bounds
+    it). `transform` maps each (H, W, 3) frame as soon as it is decoded (e.g. to the model's size; then H, W are
+    its output's), so memory is N small frames plus one full-size frame. Raises `VideoError` naming the file when
+    it cannot be opened or decoded, or when not a single frame decodes."""
     name = _name(source, name)
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+    if fps is not None:
+        fps = check_fps(fps)
     with _open(source, name) as container:
         stream = _stream(container, name, max_pixels)
         rate = float(fps) if fps else _native_fps(stream)
@@ -168,7 +194,8 @@ def read_video(source: Source, fps: float | None = None, start: float = 0.0, num
             nonlocal k, prev
             while (num_frames is None or k < num_frames) and start + k / rate < limit:
                 if prev[3] is None:
-                    prev = (*prev[:3], frame_rgb(prev[2]))
+                    rgb = frame_rgb(prev[2])
+                    prev = (*prev[:3], transform(rgb) if transform is not None else rgb)
                 out.append(prev[3])
                 k += 1
 
@@ -200,6 +227,7 @@ def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps
     import av
 
     path = Path(path)
+    fps = check_fps(fps)
     suffix = path.suffix.lower()
     if suffix not in WRITE_CODECS:
         raise ValueError(f"cannot write {path}: extension must be one of {', '.join(WRITE_CODECS)}")

@@ -77,20 +77,22 @@ def load_clip(source: str | Path | bytes, spec: ClipSpec, rng: random.Random | N
     rate = spec.fps or info.fps
     total = info.count(spec.fps)  # from the header: an estimate
     start = rng.randint(0, total - spec.span) if rng is not None and total and total > spec.span else 0
-    frames, rate = read_video(source, spec.fps, start / rate, spec.span, name, max_pixels)
+    crop_seed = rng.getrandbits(62) if rng is not None else None
+
+    def to_clip_frame(arr: np.ndarray) -> np.ndarray:  # each frame cropped as it is decoded: bounded memory
+        crop_rng = random.Random(crop_seed) if crop_seed is not None else None  # one box and flip for all
+        return np.asarray(resize_crop(Image.fromarray(arr), spec.size, crop_rng, flip), dtype=np.uint8)
+
+    frames, rate = read_video(source, spec.fps, start / rate, spec.span, name, max_pixels, to_clip_frame)
     if len(frames) < spec.span and start > 0:  # the header promised more than decodes: from the beginning
-        frames, rate = read_video(source, spec.fps, 0.0, spec.span, name, max_pixels)
-    frames = frames[:: spec.stride]  # (T', H, W, 3)
+        frames, rate = read_video(source, spec.fps, 0.0, spec.span, name, max_pixels, to_clip_frame)
+    frames = frames[:: spec.stride]  # (T', size, size, 3)
     if len(frames) < spec.frames:
         if spec.short == "skip" or len(frames) == 0:
             raise ClipTooShort(f"video {name} is too short: {len(frames)} of the {spec.frames} frames a clip takes "
                                f"(stride {spec.stride} at {rate:g} fps); set short: pad to repeat its last frame")
         frames = np.concatenate([frames, np.repeat(frames[-1:], spec.frames - len(frames), axis=0)])
-    crop_seed = rng.getrandbits(62) if rng is not None else None
-    out = []
-    for arr in frames:  # one crop box and flip for every frame: the same seed gives the same draws
-        crop_rng = random.Random(crop_seed) if crop_seed is not None else None
-        out.append(pil_to_tensor(resize_crop(Image.fromarray(arr), spec.size, crop_rng, flip)))
+    out = [pil_to_tensor(arr) for arr in frames]
     return torch.stack(out, dim=1)  # (3, T, size, size)
 
 

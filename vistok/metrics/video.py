@@ -101,6 +101,7 @@ def evaluate_videos(
     strip_frames: int = 8,
     progress: bool = True,
     name: str = "reconstruction",
+    skipped: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Reconstruct every clip and measure it; returns the JSON written to `out_dir` (when given).
 
@@ -110,7 +111,8 @@ def evaluate_videos(
     `i3d`: path of the Kinetics-400 I3D TorchScript for rFVD (None: FVD skipped with a note; a path that does
     not exist is an error, before any work). Writes `video_metrics.json`, `video_metrics.csv` (one row per
     clip) and `video_frames.png` (`strip_clips` clips, `strip_frames` frames each: original above
-    reconstruction)."""
+    reconstruction). `skipped`: the inputs the clip reader could not read ({file, reason}), filled while `clips`
+    is iterated; recorded as "skipped" in the result and the JSON."""
     net = I3DFeatures(i3d, device, fvd_frames) if i3d is not None else None
     fvd_note = None if net is not None else FVD_SKIPPED
     real_stats = fake_stats = None
@@ -173,6 +175,7 @@ def evaluate_videos(
         "fvd": fvd, "fvd_note": fvd_note,
         "fvd_protocol": {"network": str(net.path) if net is not None else None, "frames": fvd_frames,
                          "size": INPUT_SIZE, "clips": n},
+        "skipped": list(skipped or []),
     }
     if out_dir is not None:
         out = Path(out_dir)

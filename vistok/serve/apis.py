@@ -13,6 +13,7 @@ request type, which must be the class itself, not a string.
 import base64
 import io
 import math
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -40,9 +41,15 @@ class _TokenizerAPI(ls.LitAPI):
         loop = QueueDelayBatchedLoop() if max_batch_size > 1 else "auto"
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=api_path, loop=loop)
         self.model, self.facts, self.threads = model, facts, threads
+        self.parent_pid = os.getpid()  # the process that starts the workers; a worker dies with it
 
     def setup(self, device: str) -> None:
         import torch
+
+        from vistok.serve.lifecycle import die_with_parent
+
+        if os.getpid() != self.parent_pid:  # a worker process (not a test calling setup in its own process)
+            die_with_parent(self.parent_pid)
 
         torch.set_num_threads(self.threads)  # workers must not oversubscribe the cores
         try:

@@ -108,8 +108,8 @@ def build_server(model: str, options: ServeOptions = ServeOptions(), facts: Mode
             return Response(body, media_type=media, headers={"Cache-Control": "no-cache"})
         return handler
 
-    for path in pages:
-        app.add_api_route(path, page(path), methods=["GET"])
+    for path in pages:  # HEAD too: uptime checks and `curl -I` ask for the page's headers only
+        app.add_api_route(path, page(path), methods=["GET", "HEAD"])
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException) -> JSONResponse:  # 404, 405, litserve's 504: vistok's error shape

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +25,7 @@ from vistok.serve.facts import ModelFacts
 from vistok.serve.limits import Limits, RequestError
 from vistok.serve.requests import decode_job, encode_from_form, encode_from_json, parse_json
 
+log = logging.getLogger("vistok.serve")
 ENCODE, DECODE = "/v1/encode", "/v1/decode"
 OPEN_PATHS = ("/health", "/", "/demo.js")  # without the API key: readiness probes, the static demo page
 
@@ -60,6 +62,11 @@ class Gate:
             job = await self._validate(path, headers, body, scope)
         except RequestError as e:
             await send_json(send, e.status, e.body())
+            return
+        except Exception:  # a bug, not the client's fault: still vistok's JSON error shape, and a log entry
+            log.exception("unexpected error validating %s", path)
+            await send_json(send, 500, {"error": "internal error while validating the request (see the server's "
+                                                 "log)", "field": None, "status": 500})
             return
         await self._forward(scope, receive, send, json.dumps(job).encode())
 

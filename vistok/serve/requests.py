@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from vistok.data.video_io import MAX_FPS, MIN_FPS
 from vistok.serve.facts import ModelFacts
 from vistok.serve.limits import Limits, RequestError
 
@@ -54,9 +55,9 @@ def _int_field(value: Any, name: str, text_ok: bool) -> int:
         try:
             return int(value.strip())
         except ValueError:
-            raise RequestError(400, f"{name} must be an integer, got {value!r}", name) from None
+            raise RequestError(400, f"{name} must be an integer, got {_short(value)}", name) from None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(400, f"{name} must be an integer, got {type(value).__name__} {value!r}", name)
+        raise RequestError(400, f"{name} must be an integer, got {type(value).__name__} {_short(value)}", name)
     return value
 
 
@@ -65,12 +66,22 @@ def _float_field(value: Any, name: str, text_ok: bool) -> float:
         try:
             value = float(value.strip())
         except ValueError:
-            raise RequestError(400, f"{name} must be a number, got {value!r}", name) from None
+            raise RequestError(400, f"{name} must be a number, got {_short(value)}", name) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(400, f"{name} must be a number, got {type(value).__name__} {value!r}", name)
+        raise RequestError(400, f"{name} must be a number, got {type(value).__name__} {_short(value)}", name)
+    try:
+        value = float(value)  # a JSON integer of 400 digits is too large for a float
+    except OverflowError:
+        raise RequestError(400, f"{name} must be a finite number, got an integer of {len(str(value))} digits",
+                           name) from None
     if not math.isfinite(value):
         raise RequestError(400, f"{name} must be finite, got {value!r}", name)
-    return float(value)
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -80,6 +91,10 @@ def parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RequestError(400, f"malformed JSON: {e}") from None
+    except RecursionError:
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4,300 digits (Python's int-to-string limit)
         raise RequestError(400, f"malformed JSON: {e}") from None
     if not isinstance(data, dict):
         raise RequestError(400, f"the JSON body must be an object, got {type(data).__name__}")
@@ -182,7 +197,7 @@ def video_encode_job(data: bytes, num_tokens: Any, target_psnr: Any, facts: Mode
     """A video model's encode job: the upload decoded (at its own frame rate, at most `limits.max_frames`
     frames, each frame's pixel count checked from the stream header first) into the clip the model takes."""
     from vistok.data.images import to_uint8
-    from vistok.data.model_clips import load_model_clip
+    from vistok.data.model_clips import ClipTooLarge, load_model_clip
     from vistok.data.video_io import VideoError, probe_video
     from vistok.input_spec import InputSpec
 
@@ -198,6 +213,8 @@ def video_encode_job(data: bytes, num_tokens: Any, target_psnr: Any, facts: Mode
         pass  # not a video container: perhaps an image (a one-frame video), tried next
     try:
         clip = load_model_clip(data, spec, max_frames=limits.max_frames, name=name, max_pixels=limits.max_pixels)
+    except ClipTooLarge as e:
+        raise RequestError(413, f"{name}: {e}", name) from None
     except OSError as e:
         raise RequestError(415, f"{name}: not a readable video or image file ({e})", name) from None
     t = clip.frames
@@ -316,8 +333,8 @@ def video_decode_job(data: dict[str, Any], facts: ModelFacts, limits: Limits, wa
     if fmt not in ("mp4", "base64", "png"):
         raise RequestError(400, f"format must be 'mp4', 'base64' or 'png', got {fmt!r}", "format")
     fps = 8.0 if data.get("fps") is None else _float_field(data["fps"], "fps", False)
-    if not 0 < fps <= 240:
-        raise RequestError(400, f"fps must be in (0, 240], got {fps:g}", "fps")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise RequestError(400, f"fps must be in [{MIN_FPS:g}, {MAX_FPS:g}] frames per second, got {fps:g}", "fps")
     return {"tokens": tokens, "format": fmt, "fps": fps}
 
 

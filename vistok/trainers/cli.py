@@ -109,6 +109,11 @@ class VistokCLI(LightningCLI):
                 path = os.path.join(root, "checkpoints")
                 cb.dirpath = os.path.realpath(os.path.expanduser(path)) if _local(path) else path
 
+    def _parse_ckpt_path(self) -> None:  # Lightning reads --ckpt_path here, at parse time: check it first
+        subcommand = self.config.get("subcommand")
+        check_resume_checkpoint(self.config[subcommand].get("ckpt_path") if subcommand else None)
+        super()._parse_ckpt_path()
+
     def after_fit(self) -> None:
         trainer = self.trainer
         if not trainer.is_global_zero:
@@ -121,6 +126,25 @@ class VistokCLI(LightningCLI):
                    if getattr(v, "numel", lambda: 1)() == 1 and k.split("/")[-1] in ("loss", "psnr", "flow", "recon")}
         if metrics:
             print("final metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
+
+
+def check_resume_checkpoint(ckpt_path: Any) -> None:
+    """`--ckpt_path FILE` must be a checkpoint that loads without unpickling objects (Lightning reads it with
+    `weights_only`): a pickled one is refused in one line saying what it holds, not an UnpicklingError traceback.
+    "last", "best" and remote paths are Lightning's to resolve."""
+    import torch
+
+    from vistok.loading import _load_error
+
+    if not isinstance(ckpt_path, str) or ckpt_path in ("last", "best", "hpc", "registry") or not _local(ckpt_path):
+        return
+    if not os.path.isfile(ckpt_path):
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+    try:
+        torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise ValueError(f"--ckpt_path {ckpt_path}: cannot resume from it ({_load_error(e)}); resume from a "
+                         "checkpoint written by `vistok fit`") from None
 
 
 def link_data_to_model(config: Any) -> None:
