@@ -90,7 +90,7 @@ def _download(dists: list[Distribution], folder: Path) -> None:
     print(f"downloading {', '.join(specs)} (source distributions) ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+        raise OSError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
 
 
 def check_archive(path: Path, dist: Distribution) -> None:
