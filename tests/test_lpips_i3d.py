@@ -78,3 +78,19 @@ def test_same_max_pool_pads_like_tf():
     x = -torch.arange(5.0).view(1, 1, 1, 1, 5) - 10
     y = max_pool_same(x, (1, 1, 3), (1, 1, 2))
     assert y.flatten().tolist() == [-10.0, -11.0, -13.0]
+
+
+def test_rfvd_with_the_built_in_i3d_end_to_end(tmp_path):
+    from vistok.data.sample_clips import SampleClips
+    from vistok.data.videos import ClipSpec
+    from vistok.metrics.video import evaluate_videos
+
+    ds = SampleClips("val", ClipSpec(frames=16, size=32, fps=8), cache_dir=tmp_path)
+    clips = torch.stack([ds[i]["video"] for i in range(2)])  # (2, 3, 16, 32, 32)
+    blur = lambda x: torch.nn.functional.avg_pool3d(x, (1, 3, 3), 1, (0, 1, 1))  # noqa: E731
+    out = evaluate_videos(blur, clips, progress=False, lpips=False)
+    assert out["fvd"] > 0 and out["fvd_note"] is None
+    p = out["fvd_protocol"]
+    assert p["weights_sha256"] == "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
+    assert p["network"].startswith("Inception-I3D, Kinetics-400") and p["frames"] == 16 and p["clips"] == 2
+    assert p["fps"] == 8 or p["fps"] is None

@@ -144,7 +144,9 @@ def test_eval_reconstruct_and_ladder_of_a_grid_model_on_video_files(clips, omni_
     printed = capsys.readouterr().out
     doc = json.loads((ev / "video_metrics.json").read_text())
     assert doc["clips"] == 4 and doc["frames"] == 9 and len(doc["psnr_per_frame"]) == 9
-    assert doc["fvd"] is None and "I3D" in doc["fvd_note"] and "rFVD n/a" in printed
+    assert doc["fvd"] is None and "I3D protocol takes 16" in doc["fvd_note"] and "rFVD n/a" in printed
+    assert doc["lpips_vgg"] > 0 and "LPIPS-VGG" in printed
+    assert doc["protocol"]["lpips_vgg"]["images"] == "4 clips x 9 frames"
     assert 0 < doc["psnr"] < 100 and (ev / "video_metrics.csv").is_file() and (ev / "video_frames.png").is_file()
     with pytest.raises(SystemExit):
         main(["eval", "--model", str(omni_export), "--input", str(clips), "--output", str(ev), "--i3d", "/no/i3d.pt"])

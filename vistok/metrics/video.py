@@ -122,8 +122,8 @@ def evaluate_videos(
     `video_metrics.csv` (one row per clip) and `video_frames.png` (`strip_clips` clips, `strip_frames` frames
     each: original above reconstruction)."""
     if i3d is not None and fvd and not Path(i3d).is_file():
-        raise FileNotFoundError(f"i3d={i3d}: no such file (a Kinetics-400 I3D TorchScript; leave it out for the "
-                                "built-in I3D)")
+        raise FileNotFoundError(f"I3D weights not found: i3d={i3d} is no file (a Kinetics-400 I3D TorchScript; "
+                                "leave it out for the built-in I3D)")
     net: I3DFeatures | None = None  # built on the first batch long enough for the protocol
     fvd_note = None if fvd else FVD_SKIPPED
     lp_nets: dict[str, Any] | None = None if lpips else {}
