@@ -198,6 +198,9 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
         bar.close()
         raise ValueError(f"--input {settings.input}: no images were read")
     notes = [_few_images(n)] if fids and n < FEW_FID_IMAGES else []
+    if fids and n < 2 and reference is None:
+        notes.insert(0, f"rFID skipped: a covariance needs at least 2 images, got {n}")
+        _say(settings, f"warning: {notes[0]}")
 
     rows: list[dict[str, Any]] = []
     for k in ks:
