@@ -172,12 +172,14 @@ def test_the_video_demo_runs_end_to_end_with_a_few_steps(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, str(root / "scripts" / "demo_video.py"), "--out", str(tmp_path / "demo"),
-                        "--steps", "2"], capture_output=True, text=True, timeout=600)
+                        "--steps", "2", "--fvd-clips", "2"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "held-out sample clips: 12 clips of 9 frames at 32 px, 192 tokens each" in r.stdout
+    assert "rFVD " in r.stdout and "on 2 held-out clips of 17 frames" in r.stdout and "LPIPS-VGG" in r.stdout
     out = tmp_path / "demo"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clips"] == 12 and len(summary["psnr_per_frame"]) == 9 and summary["shards"]["encoded"] == 12
+    assert summary["rfvd"] > 0 and summary["rfvd_protocol"]["weights_sha256"].startswith("af5c50f0")
     for f in ("eval/video_frames.png", "eval/video_metrics.json", "ladder.png", "shards/manifest.json",
               "export/tokens.json"):
         assert (out / f).is_file(), f
