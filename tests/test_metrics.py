@@ -329,9 +329,11 @@ def test_rate_distortion_plot_is_a_png(tmp_path):
 
 
 # --- vistok eval, end to end --------------------------------------------------------------------------------
-ROW_KEYS = {"method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips"}
+ROW_KEYS = {"method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips", "lpips_vgg",
+            "lpips_alex"}
 TOP_KEYS = {"model", "input", "num_images", "image_size", "codebook_size", "bits_per_token", "max_tokens",
-            "token_counts", "bytes_per_image", "decoder", "fid", "lpips", "notes", "rows", "wall_time_s"}
+            "token_counts", "bytes_per_image", "decoder", "fid", "lpips", "protocol", "notes", "rows",
+            "wall_time_s"}
 
 
 def test_eval_cli_end_to_end(tmp_path, tiny_inception):
@@ -344,7 +346,7 @@ def test_eval_cli_end_to_end(tmp_path, tiny_inception):
            "--batch-size", "4", "--num-tokens", "1,8", "--inception", str(tiny_inception), "--output", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "tokenizer" in proc.stdout and "webp" in proc.stdout and "LPIPS skipped" in proc.stderr
+    assert "tokenizer" in proc.stdout and "webp" in proc.stdout and "LPIPS-V" in proc.stdout
 
     result = json.loads((out / "metrics.json").read_text())
     assert TOP_KEYS <= set(result) and result["num_images"] == 6 and result["token_counts"] == [1, 8]
@@ -359,14 +361,46 @@ def test_eval_cli_end_to_end(tmp_path, tiny_inception):
     for r in tok_rows:
         assert r["bytes"] == r["tokens"] * 10 / 8  # ceil(log2(1000)) = 10 bits per token
         assert r["rfid"] is not None and r["rfid"] >= 0 and r["lpips"] is None
+        assert 0 < r["lpips_vgg"] < 1 and 0 < r["lpips_alex"] < 1  # the real LPIPS networks, from the cache
         assert 0 < r["codebook_usage"] <= 1 and r["perplexity"] >= 1
         assert r["dead_codes"] == 1000 - r["codes_used"]
+    assert tok_rows[0]["lpips_vgg"] > tok_rows[1]["lpips_vgg"]  # 8 tokens reconstruct closer than 1
+    protocol = result["protocol"]
+    assert protocol["lpips_vgg"]["weights_sha256"].startswith("2ecbe4ce") and protocol["lpips_vgg"]["images"] == 6
+    assert protocol["lpips_alex"]["resolution"] == "32x32 (native, no resize)"
+    assert protocol["rfid"]["images"] == 6 and "bilinear" in protocol["rfid"]["resize"]
+    assert protocol["rfid"]["reference_stats"] == "the 6 original images"
     with open(out / "metrics.csv") as f:
-        csv_rows = list(csv.DictReader(f))
+        lines = f.read().splitlines()
+    comments = [line for line in lines if line.startswith("# ")]
+    assert any(c.startswith("# lpips_vgg: ") and "network=LPIPS v0.1, VGG16" in c and "2ecbe4ce" in c for c in comments)
+    csv_rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
     assert len(csv_rows) == len(result["rows"]) and {"tokens", "bpp", "rfid", "perplexity"} <= set(csv_rows[0])
     for name in ("rate_distortion.png", "token_ladder.png", "reconstructions.png"):
         with Image.open(out / name) as img:
             assert img.format == "PNG" and min(img.size) > 0
+
+
+def test_eval_against_reference_stats_records_the_file(tmp_path, tiny_inception):
+    from vistok.evaluate import EvalSettings, evaluate
+    from vistok.tokenizers import build_tokenizer
+
+    model = build_tokenizer("titok-tiny").save_pretrained(tmp_path / "model")
+    ref = tmp_path / "ref.npz"
+    np.savez(ref, mu=np.zeros(64), sigma=np.eye(64))
+    settings = EvalSettings(model=str(model), output=str(tmp_path / "out"), num_tokens=[8], baselines=[], limit=4,
+                            inception=str(tiny_inception), perceptual=False, reference_stats=str(ref),
+                            progress=False)
+    result = evaluate(settings)
+    row = result["rows"][0]
+    assert row["rfid"] > 0 and row["lpips_vgg"] is None and "LPIPS-VGG / LPIPS-Alex skipped" in result["notes"][-1]
+    assert result["protocol"]["rfid"]["reference_stats"].startswith(f"{ref} (sha256 ")
+    np.savez(ref, mu=np.zeros(10), sigma=np.eye(10))
+    with pytest.raises(ValueError, match="ref.npz: 10-d statistics, the Inception features are 64-d"):
+        evaluate(settings)
+    np.savez(ref, mu=np.zeros(64))
+    with pytest.raises(ValueError, match=r"ref.npz: no sigma"):
+        evaluate(settings)
 
 
 def test_eval_reports_missing_inception(tmp_path, capsys):

@@ -144,7 +144,9 @@ def test_eval_reconstruct_and_ladder_of_a_grid_model_on_video_files(clips, omni_
     printed = capsys.readouterr().out
     doc = json.loads((ev / "video_metrics.json").read_text())
     assert doc["clips"] == 4 and doc["frames"] == 9 and len(doc["psnr_per_frame"]) == 9
-    assert doc["fvd"] is None and "I3D" in doc["fvd_note"] and "rFVD n/a" in printed
+    assert doc["fvd"] is None and "I3D protocol takes 16" in doc["fvd_note"] and "rFVD n/a" in printed
+    assert doc["lpips_vgg"] > 0 and "LPIPS-VGG" in printed
+    assert doc["protocol"]["lpips_vgg"]["images"] == "4 clips x 9 frames"
     assert 0 < doc["psnr"] < 100 and (ev / "video_metrics.csv").is_file() and (ev / "video_frames.png").is_file()
     with pytest.raises(SystemExit):
         main(["eval", "--model", str(omni_export), "--input", str(clips), "--output", str(ev), "--i3d", "/no/i3d.pt"])
@@ -170,12 +172,14 @@ def test_the_video_demo_runs_end_to_end_with_a_few_steps(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, str(root / "scripts" / "demo_video.py"), "--out", str(tmp_path / "demo"),
-                        "--steps", "2"], capture_output=True, text=True, timeout=600)
+                        "--steps", "2", "--fvd-clips", "2"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "held-out sample clips: 12 clips of 9 frames at 32 px, 192 tokens each" in r.stdout
+    assert "rFVD " in r.stdout and "on 2 held-out clips of 17 frames" in r.stdout and "LPIPS-VGG" in r.stdout
     out = tmp_path / "demo"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clips"] == 12 and len(summary["psnr_per_frame"]) == 9 and summary["shards"]["encoded"] == 12
+    assert summary["rfvd"] > 0 and summary["rfvd_protocol"]["weights_sha256"].startswith("af5c50f0")
     for f in ("eval/video_frames.png", "eval/video_metrics.json", "ladder.png", "shards/manifest.json",
               "export/tokens.json"):
         assert (out / f).is_file(), f

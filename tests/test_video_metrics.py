@@ -100,6 +100,7 @@ def test_evaluate_videos_writes_json_csv_strip_and_an_fvd_equal_to_the_image_fre
     out = evaluate_videos(reconstruct, clips, i3d=i3d, out_dir=tmp_path / "eval", batch_size=5, progress=False)
     assert out["clips"] == 12 and out["frames"] == 17 and len(out["psnr_per_frame"]) == 17
     assert 10 < out["psnr"] < 30 and 0 < out["ssim"] < 1 and out["flicker"] > 1 and out["fvd"] > 0
+    assert 0 < out["lpips_vgg"] < 1 and 0 < out["lpips_alex"] < 1  # per-frame LPIPS, the real networks
     # the same features through the image FID's statistics and Frechet distance give the same number
     net, fid = I3DFeatures(i3d), FID.__new__(FID)
     from vistok.metrics.frechet import GaussianStats
@@ -112,13 +113,20 @@ def test_evaluate_videos_writes_json_csv_strip_and_an_fvd_equal_to_the_image_fre
     same = evaluate_videos(lambda x: x, clips, i3d=i3d, progress=False)
     spread = 2 * float(fid.real.mean_cov()[1].trace())  # the scale of the distance
     assert abs(same["fvd"]) < 1e-5 * spread and same["psnr"] == 100 and same["flicker"] == 0
-    worse = evaluate_videos(noisy(0.4), clips, i3d=i3d, progress=False)
+    assert same["lpips_vgg"] == 0 and same["lpips_alex"] == 0
+    worse = evaluate_videos(noisy(0.4), clips, i3d=i3d, progress=False, lpips=False)
     assert worse["fvd"] > out["fvd"] and worse["psnr"] < out["psnr"]
     saved = json.loads((tmp_path / "eval" / "video_metrics.json").read_text())
     assert saved["fvd"] == pytest.approx(out["fvd"]) and len(saved["per_clip"]) == 12
-    assert saved["fvd_protocol"] == {"network": str(i3d), "frames": 16, "size": 224, "clips": 12}
+    protocol = saved["fvd_protocol"]
+    assert protocol["network"] == f"TorchScript {i3d}" and len(protocol["weights_sha256"]) == 64
+    assert protocol["frames"] == 16 and protocol["clips"] == 12 and protocol["resize"].startswith("224x224 bilinear")
+    assert protocol["reference_stats"] == "the 12 original clips" and saved["protocol"]["fvd"] == protocol
+    assert saved["protocol"]["lpips_vgg"]["weights_sha256"].startswith("2ecbe4ce")
     with open(tmp_path / "eval" / "video_metrics.csv") as f:
-        rows = list(csv.DictReader(f))
+        lines = f.read().splitlines()
+    assert any(line.startswith("# fvd: network=TorchScript") for line in lines)
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
     assert len(rows) == 12 and float(rows[0]["psnr"]) == pytest.approx(saved["per_clip"][0]["psnr"])
     strip = Image.open(tmp_path / "eval" / "video_frames.png")
     assert strip.size[0] > 2 * strip.size[1] / 3  # 8 frame columns, 8 rows (4 clips x original / reconstruction)
@@ -129,12 +137,15 @@ def test_fvd_is_skipped_with_one_clear_note_and_bad_calls_fail_early(clips, cach
     loader = DataLoader(SampleClips("val", ClipSpec(frames=8, size=32, fps=8), cache_dir=cache),
                         batch_size=4, collate_fn=collate_videos)
     with caplog.at_level(logging.WARNING, logger="vistok.metrics"):
-        out = evaluate_videos(noisy(0.1), loader, out_dir=tmp_path / "no_i3d", progress=False)
-    assert out["fvd"] is None and "no I3D network given" in out["fvd_note"] and "i3d=PATH" in out["fvd_note"]
+        out = evaluate_videos(noisy(0.1), loader, out_dir=tmp_path / "no_i3d", progress=False, lpips=False)
+    assert out["fvd"] is None and "the clips have 8 frames, the I3D protocol takes 16" in out["fvd_note"]
     assert caplog.text.count("rFVD skipped") == 1
     with open(tmp_path / "no_i3d" / "video_metrics.csv") as f:
-        assert next(csv.DictReader(f))["key"] == "sample-clips-val-000000"  # keys from the loader's batches
-    short = evaluate_videos(noisy(0.1), clips[:, :, :8], i3d=i3d, progress=False)
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        assert next(rows)["key"] == "sample-clips-val-000000"  # keys from the loader's batches
+    off = evaluate_videos(noisy(0.1), clips[:2], fvd=False, lpips=False, progress=False)
+    assert off["fvd"] is None and "--no-fvd" in off["fvd_note"]
+    short = evaluate_videos(noisy(0.1), clips[:, :, :8], i3d=i3d, progress=False, lpips=False)
     assert short["fvd"] is None and "8 frames" in short["fvd_note"] and "16" in short["fvd_note"]
     called = []
     with pytest.raises(FileNotFoundError, match="I3D weights not found.*missing.pt"):

@@ -1,13 +1,17 @@
 """`vistok eval`: measure a tokenizer per token count against JPEG and WebP at equal bytes.
 
 For every K in the token counts (default 1, 2, 4, ..., N) the images are encoded once at N tokens, the first
-K tokens decoded, and scored: rFID (standard TF Inception, `vistok.metrics.fid`), PSNR, SSIM, LPIPS
-(`vistok.metrics.pixel`) and codebook statistics (`vistok.metrics.codebook`). Bytes per image for the
+K tokens decoded, and scored: rFID (standard TF Inception, `vistok.metrics.fid`; against the originals' statistics,
+or against `--reference-stats FILE`), PSNR, SSIM, LPIPS-VGG and LPIPS-Alex (`vistok.metrics.pixel`) and codebook
+statistics (`vistok.metrics.codebook`). Bytes per image for the
 tokenizer are K * ceil(log2(V)) / 8: a fixed-length code, no entropy coding. JPEG/WebP rows use the real
 encoded file sizes (`vistok.metrics.codecs`). The data stream in batches: FID keeps float64 sums, the other
 metrics running means, so memory does not grow with the dataset.
 
-Outputs in DIR: metrics.json, metrics.csv, reconstructions.png, token_ladder.png, rate_distortion.png.
+Outputs in DIR: metrics.json, metrics.csv, reconstructions.png, token_ladder.png, rate_distortion.png. Every
+metric's protocol (network, weights sha256, resolution and resize, image count, reference statistics) is in
+metrics.json's `protocol` and in the `# ` comment lines above metrics.csv's header (read it with
+`pandas.read_csv(path, comment="#")`).
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from tqdm import tqdm
 from vistok.metrics.codebook import CodebookStats
 from vistok.metrics.codecs import CodecSweep, check_codecs
 from vistok.metrics.fid import FID, InceptionFeatures
-from vistok.metrics.pixel import LPIPS_SKIPPED, PixelMetrics, load_lpips
+from vistok.metrics.pixel import LPIPS_SKIPPED, PixelMetrics, load_lpips, lpips_networks, lpips_protocol
 from vistok.metrics.report import plot_rate_distortion, save_image_grid
 from vistok.tokenizers.prefixes import decode_prefixes, pow2_lengths
 from vistok.training_record import FLATTERED_RFID
 
-CSV_COLUMNS = ("method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips", "colour_error",
-               "codebook_usage",
+CSV_COLUMNS = ("method", "tokens", "quality", "bytes", "bpp", "rfid", "psnr", "ssim", "lpips_vgg", "lpips_alex",
+               "lpips", "colour_error", "codebook_usage",
                "perplexity", "dead_codes")
 BYTES_RULE = ("tokenizer: K * ceil(log2(codebook_size)) / 8 bytes per image (fixed-length code, no entropy "
               "coding); jpeg/webp: mean size of the Pillow-encoded files")
@@ -58,6 +62,8 @@ class EvalSettings:
     device: str = "auto"  # cuda when available (vistok.devices)
     inception: str | None = None
     lpips: str | None = None
+    perceptual: bool = True  # LPIPS-VGG and LPIPS-Alex (weights from the cache)
+    reference_stats: str | None = None  # .npz with Inception mu / sigma replacing the originals' statistics
     fid: bool = True
     progress: bool = True
 
@@ -125,8 +131,20 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     v = tok.codebook_size
     inception = InceptionFeatures(settings.inception, device) if settings.fid else None
     fids = {k: FID(inception) for k in ks} if inception is not None else {}
+    reference = None
+    if settings.reference_stats is not None:
+        from vistok.metrics.reference_stats import load_reference_stats
+
+        if inception is None:
+            raise ValueError("--reference-stats needs rFID (leave out --no-fid)")
+        reference = load_reference_stats(settings.reference_stats)
+        if reference.mu.numel() != inception.num_features:
+            raise ValueError(f"--reference-stats {reference.path}: {reference.mu.numel()}-d statistics, the "
+                             f"Inception features are {inception.num_features}-d")
     lpips_net = load_lpips(settings.lpips, device)
-    pixel = {k: PixelMetrics(lpips_net) for k in ks}
+    side = tok.input_spec.side
+    lpips_nets, lpips_notes = lpips_networks(side, device) if settings.perceptual else ({}, [LPIPS_SKIPPED])
+    pixel = {k: PixelMetrics(lpips_net, lpips_nets) for k in ks}
     books = {k: CodebookStats(v) for k in ks}
     sweeps = [CodecSweep(c, keep=GRID_IMAGES) for c in settings.baselines]
     shown: list[torch.Tensor] = []
@@ -180,17 +198,24 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
         bar.close()
         raise ValueError(f"--input {settings.input}: no images were read")
     notes = [_few_images(n)] if fids and n < FEW_FID_IMAGES else []
+    if fids and n < 2 and reference is None:
+        notes.insert(0, f"rFID skipped: a covariance needs at least 2 images, got {n}")
+        _say(settings, f"warning: {notes[0]}")
 
     rows: list[dict[str, Any]] = []
     for k in ks:
         b = token_bytes(k, v)
         if fids and n >= 2:
             stage(f"K={k}: Frechet distance")
-        rfid = float(fids[k].compute()) if fids and n >= 2 else None
+        if reference is not None:
+            rfid = reference.distance(fids[k].fake, "Inception")
+        else:
+            rfid = float(fids[k].compute()) if fids and n >= 2 else None
         rows.append({"method": "tokenizer", "tokens": k, "quality": None, "bytes": b, "bpp": 8 * b / pixels,
                      "rfid": rfid, **pixel[k].compute(), **books[k].compute()})
     for sweep in sweeps:
-        rows += [{"tokens": None, "rfid": None, "lpips": None, **r} for r in sweep.rows()]
+        rows += [{"tokens": None, "rfid": None, "lpips": None, "lpips_vgg": None, "lpips_alex": None, **r}
+                 for r in sweep.rows()]
     stage("writing tables and plots")
     bar.close()
     if notes and not warned:
@@ -216,9 +241,10 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
                  "note": "rFID on few images is strongly biased upwards; compare only at equal image counts"}
                 if inception is not None else None),
         "lpips": settings.lpips if lpips_net is not None else None,
+        "protocol": _protocol(inception, reference, lpips_nets, lpips_net, settings, n, side),
         "training_losses": losses,
         "device": device,
-        "notes": notes + ([] if lpips_net is not None else [LPIPS_SKIPPED]),
+        "notes": notes + lpips_notes,
         "rows": rows,
         "settings": asdict(settings),
         "wall_time_s": None,
@@ -235,6 +261,8 @@ def _write(result: dict[str, Any], out: Path, shown: list[torch.Tensor], ladder:
            sweeps: list[CodecSweep], rows: list[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "metrics.csv", "w", newline="") as f:
+        for column, p in result["protocol"].items():
+            f.write(f"# {column}: " + "; ".join(f"{k}={v}" for k, v in p.items() if v is not None) + "\n")
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -257,17 +285,39 @@ def _write(result: dict[str, Any], out: Path, shown: list[torch.Tensor], ladder:
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
 
 
+def _protocol(inception: InceptionFeatures | None, reference: Any, lpips_nets: dict, lpips_script: Any,
+              settings: EvalSettings, n: int, side: int) -> dict[str, dict[str, Any]]:
+    """Per metric column: the network, its weights' sha256, resolution and resize, image count, reference."""
+    from vistok.weights.cache import sha256_file
+
+    out: dict[str, dict[str, Any]] = {}
+    if inception is not None:
+        out["rfid"] = {"network": "Inception-v3 (TF FID port), pool3 2048-d", "weights": str(inception.path),
+                       "weights_sha256": sha256_file(inception.path), "input": "8-bit images, x_uint8 / 128 - 1",
+                       "resolution": f"{side}x{side} resized to 299x299",
+                       "resize": "bilinear, align_corners=False, no antialias", "images": n,
+                       "reference_stats": reference.describe() if reference is not None
+                       else f"the {n} original images"}
+    out.update(lpips_protocol(lpips_nets, n, side))
+    if lpips_script is not None:
+        out["lpips"] = {"network": f"TorchScript {settings.lpips}", "weights_sha256": sha256_file(Path(settings.lpips)),
+                        "resolution": f"{side}x{side} (native)", "images": n}
+    out["psnr"] = {"input": "8-bit images", "resolution": f"{side}x{side}", "images": n, "mean": "per image"}
+    return out
+
+
 def summary_table(result: dict[str, Any]) -> str:
     """A short fixed-width table of the rows."""
     def fmt(x: Any, spec: str) -> str:
         return "-" if x is None else format(x, spec)
 
-    lines = [f"{'method':<10}{'K/q':>5}{'bytes':>9}{'bpp':>8}{'rFID':>9}{'PSNR':>8}{'SSIM':>7}{'colour':>8}"
-             f"{'usage':>7}"]
+    lines = [f"{'method':<10}{'K/q':>5}{'bytes':>9}{'bpp':>8}{'rFID':>9}{'PSNR':>8}{'SSIM':>7}{'LPIPS-V':>9}"
+             f"{'LPIPS-A':>9}{'colour':>8}{'usage':>7}"]
     for r in result["rows"]:
         kq = r["tokens"] if r["method"] == "tokenizer" else r["quality"]
         lines.append(f"{r['method']:<10}{kq:>5}{fmt(r['bytes'], '.1f'):>9}{fmt(r['bpp'], '.3f'):>8}"
                      f"{fmt(r['rfid'], '.2f'):>9}{fmt(r['psnr'], '.2f'):>8}{fmt(r['ssim'], '.3f'):>7}"
+                     f"{fmt(r.get('lpips_vgg'), '.4f'):>9}{fmt(r.get('lpips_alex'), '.4f'):>9}"
                      f"{fmt(r.get('colour_error'), '.2f'):>8}"
                      f"{fmt(r.get('codebook_usage'), '.3f'):>7}")
     return "\n".join(lines)

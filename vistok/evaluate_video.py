@@ -4,8 +4,9 @@
 Clips are the model's clip length (`token_grid_frames` of a grid model, the fixed length of a 1D one) at the
 model's size: "sample-clips" (or "sample") reads the held-out embedded clips at 8 fps; a folder gives every video
 (and image, a one-frame video padded to the length) read from its first frame, at `fps` (None: each file's
-own), trimmed or padded with its last frame. rFVD needs the Kinetics-400 I3D TorchScript by path and clips of
-at least 16 frames; otherwise it is null with one note saying why.
+own), trimmed or padded with its last frame. rFVD uses the built-in Kinetics-400 I3D (`vistok.metrics.i3d`;
+`--i3d PATH` for a TorchScript instead) on the first 16 frames: clips shorter than that have no rFVD, and one note
+says why. Per-frame LPIPS-VGG / LPIPS-Alex are reported beside PSNR / SSIM.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ def _folder_clips(tok: Any, root: Path, frames: int, fps: float | None, limit: i
 def evaluate_video_model(tok: Any, source: str, output: str | Path, i3d: str | None = None,
                          num_tokens: int | None = None, fps: float | None = None, limit: int | None = None,
                          batch_size: int = 4, frames: int | None = None, progress: bool = True,
+                         fvd: bool = True, lpips: bool = True, reference_stats: str | None = None,
                          **sampling: Any) -> dict[str, Any]:
-    """Reconstruct `source`'s clips with `tok` (encode, keep `num_tokens`, decode) and measure them."""
+    """Reconstruct `source`'s clips with `tok` (encode, keep `num_tokens`, decode) and measure them.
+    `reference_stats`: an .npz of I3D mu / sigma replacing the originals' statistics in rFVD."""
     from torch.utils.data import DataLoader, Subset
 
     from vistok.data.sample_clips import CLIP_FPS, SampleClips
@@ -81,7 +84,13 @@ def evaluate_video_model(tok: Any, source: str, output: str | Path, i3d: str | N
 
     skipped: list[dict[str, str]] = []  # filled while the clips are read, written into video_metrics.json
     if i3d is not None and not Path(i3d).is_file():
-        raise FileNotFoundError(f"--i3d {i3d}: no such file (the Kinetics-400 I3D TorchScript, i3d_torchscript.pt)")
+        raise FileNotFoundError(f"--i3d {i3d}: no such file (a Kinetics-400 I3D TorchScript; leave --i3d out for "
+                                "the built-in I3D)")
+    reference = None
+    if reference_stats is not None:
+        from vistok.metrics.reference_stats import load_reference_stats
+
+        reference = load_reference_stats(reference_stats)
     frames = frames or model_clip_frames(tok)
     if num_tokens is not None and tok.frame_tokens is not None:
         raise ValueError("--num-tokens: a grid video model is evaluated on whole clips (its prefixes are shorter "
@@ -101,7 +110,9 @@ def evaluate_video_model(tok: Any, source: str, output: str | Path, i3d: str | N
 
     start = time.perf_counter()
     k = tok.token_grid(frames)[0] * tok.frame_tokens if tok.frame_tokens else num_tokens or tok.max_tokens
-    result = evaluate_videos(reconstruct, clips, i3d=i3d, out_dir=output, batch_size=batch_size,
+    result = evaluate_videos(reconstruct, clips, i3d=i3d, fvd=fvd, reference_stats=reference,
+                             fps=fps or (CLIP_FPS if source in SAMPLE else None), lpips=lpips, out_dir=output,
+                             batch_size=batch_size,
                              device=tok.device, progress=progress, name=f"{type(tok.encoder).__name__}, K={k}",
                              skipped=skipped)
     result.update({"tokens": k, "token_grid": list(tok.token_grid(frames)) if tok.frame_tokens else [k],
@@ -109,14 +120,19 @@ def evaluate_video_model(tok: Any, source: str, output: str | Path, i3d: str | N
     return result
 
 
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def video_summary(result: dict[str, Any]) -> str:
     fvd = f"{result['fvd']:.2f}" if result.get("fvd") is not None else "n/a"
     lines = [f"{result['clips']} clips of {result['frames']} x {result['height']} x {result['width']}, "
              f"{result['tokens']} tokens each (grid {result['token_grid']})",
-             f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.3f}  flicker {result['flicker']:.2f}  "
+             f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.3f}  LPIPS-VGG {_f(result.get('lpips_vgg'))}  "
+             f"LPIPS-Alex {_f(result.get('lpips_alex'))}  flicker {result['flicker']:.2f}  "
              f"motion {result['motion_real']:.2f} -> {result['motion_fake']:.2f}  rFVD {fvd}"]
-    if result.get("fvd_note"):
-        lines.append(f"note: {result['fvd_note']}")
+    for note in ([result["fvd_note"]] if result.get("fvd_note") else []) + result.get("notes", []):
+        lines.append(f"note: {note}")
     if result.get("skipped"):
         lines.append(f"skipped {len(result['skipped'])} unreadable file(s) (listed in video_metrics.json): "
                      f"{result['skipped'][0]['file']}{', ...' if len(result['skipped']) > 1 else ''}")

