@@ -116,3 +116,43 @@ def test_config_trains_on_two_processes(every_config_on_two_ranks, config):
     ka = [k for keys in a["keys"].values() for k in keys]
     kb = [k for keys in b["keys"].values() for k in keys]
     assert ka and kb and not set(ka) & set(kb), "the ranks trained on the same samples"
+
+
+def _global_norm_rank(rank: int, init: str, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from vistok.nn.global_batch_norm import GlobalBatchNorm1d
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 5) * 3 + 1  # the same global batch on both ranks; each takes its half
+    norm = GlobalBatchNorm1d(3, affine=False)
+    norm.sync = True
+    part = x[2 * rank: 2 * rank + 2].clone().requires_grad_(True)
+    y = norm(part)
+    (y * torch.arange(30.0).view(2, 3, 5)).sum().backward()
+    torch.save({"y": y.detach(), "grad": part.grad, "mean": norm.running_mean, "var": norm.running_var},
+               f"{out}/norm{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_fsq_input_norm_normalises_the_global_batch(tmp_path):
+    """Two gloo ranks each holding half a batch get the outputs, input gradients and running statistics of
+    one BatchNorm over the whole batch (what SyncBatchNorm does on GPUs; it refuses CPU tensors)."""
+    import torch
+    import torch.multiprocessing as mp
+
+    init = f"file://{tmp_path / 'store'}"
+    mp.start_processes(_global_norm_rank, args=(init, str(tmp_path)), nprocs=2, start_method="spawn")
+    got = [torch.load(tmp_path / f"norm{r}.pt") for r in (0, 1)]
+    torch.manual_seed(0)
+    x = (torch.randn(4, 3, 5) * 3 + 1).requires_grad_(True)
+    ref = torch.nn.BatchNorm1d(3, affine=False)
+    y = ref(x)
+    (y * torch.cat([torch.arange(30.0).view(2, 3, 5)] * 2)).sum().backward()
+    torch.testing.assert_close(torch.cat([g["y"] for g in got]), y.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat([g["grad"] for g in got]), x.grad, atol=1e-5, rtol=1e-5)
+    for g in got:
+        torch.testing.assert_close(g["mean"], ref.running_mean)
+        torch.testing.assert_close(g["var"], ref.running_var)
