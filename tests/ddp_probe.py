@@ -30,6 +30,7 @@ class RankProbe(pl.Callback):
         self.keys: dict[int, list[str]] = {}
         self.codebooks: list[str] = []  # after every optimizer step, before DDP's next buffer broadcast
         self.weights: list[str] = []
+        self.buffers: list[dict[str, str]] = []  # per buffer: DDP broadcasts rank 0's before each forward
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -39,16 +40,19 @@ class RankProbe(pl.Callback):
                            batch_idx: int) -> None:
         state = pl_module.tokenizer.state_dict()
         self.codebooks.append(digest({k: v for k, v in state.items() if "codebook" in k}))
-        self.weights.append(digest({k: v for k, v in state.items() if "codebook" not in k}))
+        buffers = {name for name, _ in pl_module.tokenizer.named_buffers()}
+        self.weights.append(digest({k: v for k, v in state.items() if "codebook" not in k and k not in buffers}))
+        self.buffers.append({k: digest({k: v}) for k, v in state.items() if "codebook" not in k and k in buffers})
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         state = pl_module.tokenizer.state_dict()
-        vq = [m for m in pl_module.tokenizer.modules() if hasattr(m, "set_distributed")]
+        vq = [m for m in pl_module.tokenizer.modules() if hasattr(m, "set_distributed") and hasattr(m, "vq")]
         report = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "keys": {str(e): k for e, k in self.keys.items()},
             "weights": self.weights,
+            "buffers": self.buffers,
             "codebook": self.codebooks,
             "codebook_tensors": sum("codebook" in k for k in state),
             "codebook_synced": [bool(m.vq._codebook.use_ddp) for m in vq],

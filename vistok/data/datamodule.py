@@ -100,6 +100,11 @@ class ImageDataModule(pl.LightningDataModule):
         self._sampler_seed: int | None = None
         self._resume: dict[str, int] | None = None  # the data position of a restored checkpoint
 
+    @property
+    def batch_kinds(self) -> frozenset[str]:
+        """The pixel keys training batches carry: images only."""
+        return frozenset({"image"})
+
     def setup(self, stage: str) -> None:
         # The training source is listed and probed here, before the sanity check and any training step.
         if stage == "fit" and self._train_ds is None:

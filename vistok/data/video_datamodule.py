@@ -161,6 +161,11 @@ class VideoDataModule(pl.LightningDataModule):
         self._sampler_seed: int | None = None
         self._resume: dict[str, int] | None = None
 
+    @property
+    def batch_kinds(self) -> frozenset[str]:
+        """The pixel keys training batches carry: clips, and images too when `images` is set (joint training)."""
+        return frozenset({"video", "image"} if self.images else {"video"})
+
     def setup(self, stage: str) -> None:
         if stage == "fit" and self._train_ds is None:  # listed and probed before any training step
             self._train_ds = self._video_dataset(self.train, True)

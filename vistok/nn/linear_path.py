@@ -69,6 +69,10 @@ class VideoPatchLinearPath(nn.Module):
         self.first = nn.Linear(in_channels * patch_size**2, token_dim)
         self.rest = nn.Linear(in_channels * temporal_patch * patch_size**2, token_dim)
 
+    def video_only_parameters(self) -> list[nn.Parameter]:
+        """The later-frame map: an image (one frame) never reaches it."""
+        return list(self.rest.parameters())
+
     def patches(self, x: torch.Tensor, starts_video: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The first frame's patches (B, 1, h, w, C p^2) and the later ones (B, k, h, w, C t p^2), or None."""
         from einops import rearrange

@@ -56,6 +56,10 @@ class VideoPatchEmbed(nn.Module):
         self.first = _PatchNormLinear(in_channels * patch_size**2, dim)
         self.rest = _PatchNormLinear(in_channels * temporal_patch * patch_size**2, dim)
 
+    def video_only_parameters(self) -> list[nn.Parameter]:
+        """The later-frame weights: an image (one frame) never reaches them."""
+        return list(self.rest.parameters())
+
     def forward(self, x: torch.Tensor, starts_video: bool = True) -> torch.Tensor:
         latent_frames(x.shape[2], self.t, starts_video)  # raises on a bad frame count
         parts = []
@@ -78,6 +82,10 @@ class VideoPatchHead(nn.Module):
         self.p, self.t = patch_size, temporal_patch
         self.first = nn.Linear(dim, out_channels * patch_size**2)
         self.rest = nn.Linear(dim, out_channels * temporal_patch * patch_size**2)
+
+    def video_only_parameters(self) -> list[nn.Parameter]:
+        """The later-frame weights: an image (one frame) never reaches them."""
+        return list(self.rest.parameters())
 
     def forward(self, z: torch.Tensor, starts_video: bool = True) -> torch.Tensor:
         parts = []

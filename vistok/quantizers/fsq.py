@@ -4,7 +4,8 @@ Departures, both from our CPU calibration (docs/benchmarks.md#early-calibration-
 optional:
 - `input_norm`: a non-affine BatchNorm on z before the bound. At initialisation the image-to-image spread of
   z is tiny; AdamW then pushes |z| into tanh's saturated range within a few steps and every image gets the
-  same code. Normalising z keeps it inside the levels.
+  same code. Normalising z keeps it inside the levels. Under several processes its statistics cover the
+  global batch (`set_distributed`, called by the training system; `vistok.nn.global_batch_norm`).
 - `rounding` can be switched off (a warm-up phase): z is bounded as usual but not rounded, so the encoder
   and decoder first learn a continuous bottleneck. Indices are still reported.
 
@@ -19,10 +20,10 @@ indices equal the released FSQ's (same bound, rounding and index basis).
 from __future__ import annotations
 
 import torch
-from torch import nn
 from vector_quantize_pytorch import FSQ
 
 from vistok.configurable import configurable
+from vistok.nn.global_batch_norm import GlobalBatchNorm1d
 from vistok.quantizers.base import Quantizer, QuantizerOutput
 
 
@@ -43,12 +44,20 @@ class FSQQuantizer(Quantizer):
         self.levels = levels
         self.dim = dim or len(levels)
         self.fsq = FSQ(levels=levels, dim=self.dim)
-        self.norm = nn.BatchNorm1d(self.dim, affine=False) if input_norm else None
+        self.norm = GlobalBatchNorm1d(self.dim, affine=False) if input_norm else None
         self.rounding = True
 
     @property
     def codebook_size(self) -> int:
         return int(self.fsq.codebook_size)
+
+    def set_distributed(self, enabled: bool) -> bool:
+        """Normalise z with the global batch's statistics across processes (the input norm, if any); FSQ itself
+        has no learned state. Returns whether a collective is now on."""
+        if self.norm is None:
+            return False
+        self.norm.sync = bool(enabled)
+        return self.norm.sync
 
     def _bound_without_rounding(self, z: torch.Tensor) -> torch.Tensor:
         # Same map as FSQ.bound, minus the final round: the value lies in the same [-1, 1] range.

@@ -41,7 +41,7 @@ from vistok.tokenizers.tokenizer import Tokenizer
 from vistok.trainers.adversarial import AdversarialLoss, GANSettings, frames
 from vistok.trainers.batches import pixels
 from vistok.trainers.callbacks import check_weight_averaging
-from vistok.trainers.distributed import allow_partial_backward, sync_quantizers
+from vistok.trainers.distributed import allow_partial_backward, freeze_zero_lr, sync_quantizers, video_only_parameters
 from vistok.trainers.finite import check_losses, check_weights
 from vistok.trainers.losses import PIXEL_TERMS, pixel_terms, resolve_weights
 from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
@@ -75,6 +75,7 @@ class TokenizerSystem(pl.LightningModule):
         (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss in training."""
         super().__init__()
         self.tokenizer = tokenizer
+        freeze_zero_lr(tokenizer, lr_scales)  # now, not in configure_optimizers: DDP wraps the model before that
         if init_from:
             from vistok.trainers.init_from import load_matching_weights
 
@@ -267,6 +268,25 @@ class TokenizerSystem(pl.LightningModule):
         if self.discriminator is not None and self._trainer is not None and allow_partial_backward(self.trainer):
             rank_zero_info("adversarial training under DDP: find_unused_parameters switched on (two backward "
                            "passes per batch, each through part of the model)")
+        self._idle_video_weights()
+
+    def _idle_video_weights(self) -> None:
+        """A grid video tokenizer's later-frame weights and what the data reaches: trained on images only
+        (OmniTokenizer's stage 1) no step touches them, so they are frozen before DDP wraps the model (they
+        would stay as initialised anyway: AdamW skips a parameter without a gradient); trained on images and
+        clips in turn (stage 2), image steps leave them idle and DDP must look for unused parameters."""
+        kinds = getattr(self.trainer.datamodule, "batch_kinds", None) if self._trainer is not None else None
+        idle = video_only_parameters(self.tokenizer)
+        if not kinds or not idle or "image" not in kinds:
+            return
+        if "video" not in kinds:
+            for p in idle:
+                p.requires_grad_(False)
+            rank_zero_info(f"image-only training: the {sum(p.numel() for p in idle)} later-frame weights of the "
+                           "video patch embeddings and heads get no gradient and are frozen")
+        elif allow_partial_backward(self.trainer, "joint image + video training"):
+            rank_zero_info("joint image + video training under DDP: find_unused_parameters switched on (image "
+                           "batches do not reach the later-frame patch embeddings and heads)")
 
     def teardown(self, stage: str) -> None:
         sync_quantizers(self.tokenizer, False)
