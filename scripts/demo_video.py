@@ -81,7 +81,7 @@ def main() -> None:
 
     from vistok import Tokenizer
     from vistok.data.sample_clips import clip_dir
-    from vistok.evaluate_video import evaluate_video_model
+    from vistok.evaluate.videos import evaluate_video_model
     from vistok.ladder import save_video_ladder
     from vistok.metrics.video import evaluate_videos
     from vistok.saving import export_checkpoint

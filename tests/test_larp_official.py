@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from vistok import Tokenizer
+from vistok.decoders.larp import LARPDecoder
 from vistok.importers.larp import build_tokenizer, import_checkpoint
 from vistok.importers.lightning_ckpt import ImportRefused
 from vistok.nn.prior import LARPPrior
 from vistok.quantizers.stochastic_vq import StochasticVQQuantizer
 from vistok.tokenizers.ar_prior import larp_prior_loss
-from vistok.tokenizers.larp import LARPDecoder, LARPEncoder
+from vistok.tokenizers.larp import LARPEncoder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "larp"
 

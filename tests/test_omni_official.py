@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from vistok import Tokenizer
+from vistok.decoders.omni import OmniDecoder
 from vistok.importers.lightning_ckpt import ImportRefused
 from vistok.importers.omnitokenizer import build_tokenizer, config_from_args, import_checkpoint
 from vistok.quantizers.ema_codebook import EMACodebookQuantizer
-from vistok.tokenizers.omni import OmniDecoder, OmniEncoder
+from vistok.tokenizers.omni import OmniEncoder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "omni"
 

@@ -10,9 +10,10 @@ from vistok.data.sample_clips import SampleClips
 from vistok.data.sample_moves import SampleMoves
 from vistok.data.video_datamodule import VideoDataModule
 from vistok.data.videos import ClipSpec, collate_videos
+from vistok.decoders.omni import OmniDecoder
 from vistok.metrics.video import evaluate_videos
 from vistok.quantizers.fsq import FSQQuantizer
-from vistok.tokenizers.omni import OmniDecoder, OmniEncoder
+from vistok.tokenizers.omni import OmniEncoder
 from vistok.tokenizers.pca_init import patch_pca_init
 
 SPEC = ClipSpec(frames=9, size=32, fps=8)

@@ -70,8 +70,14 @@ def import_model_classes() -> None:
         importlib.import_module(package)
 
 
+# Classes that moved, by their old class path (exports written before the move name the old one).
+MOVED = {"vistok.tokenizers.omni.OmniDecoder": "vistok.decoders.omni.OmniDecoder",
+         "vistok.tokenizers.larp.LARPDecoder": "vistok.decoders.larp.LARPDecoder"}
+
+
 def _allowed(path: str) -> type | None:
     """The allow-listed class at `path`, importing its module first when it lies in a model package."""
+    path = MOVED.get(path, path) if isinstance(path, str) else path
     if path not in _ALLOWED and isinstance(path, str) and "." in path:
         module = path.rsplit(".", 1)[0]
         if any(module == p or module.startswith(p + ".") for p in MODEL_PACKAGES):
@@ -122,7 +128,7 @@ def from_config(config: dict[str, Any], where: str = "config") -> Any:
         raise ValueError(
             f"{where}: class {path!r} is not an allowed vistok class; allowed: {', '.join(allowed_classes())}"
         )
-    cls = _ALLOWED[path]
+    cls = _ALLOWED[MOVED.get(path, path)]
     init_args = config.get("init_args", {})
     upgrade = getattr(cls, "upgrade_init_args", None)
     if upgrade is not None and isinstance(init_args, dict):

@@ -45,9 +45,9 @@ COMMANDS: tuple[Command, ...] = (
             "--output PNGS"),
     Command("reconstruct", "reconstruct", "encode + decode an image folder, PNGs and mean PSNR: vistok reconstruct "
             "--model DIR --input FOLDER --output PNGS"),
+    Command("serve", "serve", "encode/decode over HTTP with a demo page: vistok serve --model DIR [--port 8000]"),
     Command("weights", "weights", "fetch and convert the LPIPS / I3D metric weights into the cache (make install "
             "runs it): vistok weights fetch [--from DIR]"),
-    Command("serve", "serve", "encode/decode over HTTP with a demo page: vistok serve --model DIR [--port 8000]"),
 )
 
 BY_NAME = {c.name: c for c in COMMANDS}

@@ -1,9 +1,6 @@
-"""`vistok eval`: a tokenizer measured per token count (`vistok.evaluate`; video models `vistok.evaluate_video`)."""
+"""`vistok eval`: a tokenizer measured per token count, or a video model on clips (`vistok.evaluate`)."""
 
 from __future__ import annotations
-
-import argparse
-from pathlib import Path
 
 from vistok.commands.args import add_device, add_model, finite_float, frame_rate, parser, positive_int
 
@@ -40,12 +37,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--fps", type=frame_rate, default=None,
                    help="video models: read the videos at this rate (default: each file's own; sample clips: 8)")
     a = p.parse_args(argv)
-    from vistok.evaluate_video import is_video_model
-
-    if Path(a.model).exists() and is_video_model(a.model):
-        return _eval_video(a)
-
-    from vistok.evaluate import EvalSettings, evaluate, summary_table
+    from vistok.evaluate import EvalSettings, evaluate, summary
 
     try:
         ks = [int(k) for k in a.num_tokens.split(",") if k.strip()] if a.num_tokens else None
@@ -55,26 +47,6 @@ def main(argv: list[str]) -> None:
     settings = EvalSettings(model=a.model, input=a.input, output=a.output, num_tokens=ks, steps=a.steps,
                             guidance=a.guidance, seed=a.seed, baselines=baselines, limit=a.limit,
                             batch_size=a.batch_size, device=a.device, inception=a.inception, lpips=a.lpips,
-                            perceptual=not a.no_lpips, reference_stats=a.reference_stats, fid=not a.no_fid)
-    result = evaluate(settings)
-    print(summary_table(result))
-    print(f"{result['num_images']} images in {result['wall_time_s']:.1f} s -> {a.output}/metrics.json")
-
-
-def _eval_video(a: argparse.Namespace) -> None:
-    """`vistok eval` of a video model: per-frame PSNR/SSIM/LPIPS, flicker, rFVD (vistok.evaluate_video)."""
-    from vistok.devices import resolve_device
-    from vistok.evaluate_video import evaluate_video_model, video_summary
-    from vistok.loading import load_tokenizer
-
-    ks = [int(k) for k in a.num_tokens.split(",") if k.strip()] if a.num_tokens else [None]
-    if len(ks) != 1:
-        raise ValueError("--num-tokens: a video model is evaluated at one token count")
-    tok = load_tokenizer(a.model, resolve_device(a.device)).eval()
-    sampling = {k: v for k, v in dict(steps=a.steps, guidance_scale=a.guidance).items() if v is not None}
-    source = "sample-clips" if a.input == "sample" else a.input
-    result = evaluate_video_model(tok, source, a.output, a.i3d, ks[0], a.fps, a.limit, a.batch_size,
-                                  fvd=not a.no_fvd, lpips=not a.no_lpips, reference_stats=a.reference_stats,
-                                  **sampling)
-    print(video_summary(result))
-    print(f"{result['clips']} clips in {result['wall_time_s']:.1f} s -> {a.output}/video_metrics.json")
+                            perceptual=not a.no_lpips, reference_stats=a.reference_stats, fid=not a.no_fid,
+                            i3d=a.i3d, fvd=not a.no_fvd, fps=a.fps)
+    print(summary(evaluate(settings), a.output))

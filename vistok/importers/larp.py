@@ -149,7 +149,7 @@ def config_from_args(args: dict[str, Any], state: dict[str, torch.Tensor], where
             temperature=float(reg_args.get("stochastic_temperature", 1.0)),
             commitment_weight=float(reg_args.get("commitment_loss_weight", 0.25)),
             codebook_weight=float(reg_args.get("codebook_loss_weight", 1.0)), deterministic_eval=True)},
-        "decoder": {"class_path": "vistok.tokenizers.larp.LARPDecoder",
+        "decoder": {"class_path": "vistok.decoders.larp.LARPDecoder",
                     "init_args": dict(side("decoder"), out_channels=int(args.get("in_channels", 3)))}}}
     prior = args.get("prior_model") or {}
     if str(prior.get("name", "none")).lower() not in ("none", "no", "null", "") and "prior_model.head.weight" in state:

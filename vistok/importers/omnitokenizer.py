@@ -140,7 +140,7 @@ def config_from_args(args: dict[str, Any], where: str) -> dict[str, Any]:
     return {"class_path": "vistok.tokenizers.tokenizer.Tokenizer", "init_args": {
         "encoder": {"class_path": "vistok.tokenizers.omni.OmniEncoder", "init_args": enc},
         "quantizer": {"class_path": "vistok.quantizers.ema_codebook.EMACodebookQuantizer", "init_args": quantizer},
-        "decoder": {"class_path": "vistok.tokenizers.omni.OmniDecoder", "init_args": dec}}}
+        "decoder": {"class_path": "vistok.decoders.omni.OmniDecoder", "init_args": dec}}}
 
 
 def build_tokenizer(checkpoint: str | Path, config: str | Path | None = None) -> Any:

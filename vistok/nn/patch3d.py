@@ -17,6 +17,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from vistok.input_spec import image_hw
+
 
 def latent_frames(frames: int, temporal_patch: int, starts_video: bool = True) -> int:
     """Latent frames of a clip (or chunk) of `frames` frames."""
@@ -97,3 +99,11 @@ class VideoPatchHead(nn.Module):
             parts.append(rearrange(self.rest(z), "b n h w (c pt p1 p2) -> b c (n pt) (h p1) (w p2)",
                                    pt=self.t, p1=self.p, p2=self.p))
         return torch.cat(parts, dim=2)
+
+
+def patch_grid(image_size: int | tuple[int, int], patch_size: int) -> tuple[int, int, int, int]:
+    """(H, W, rows, columns) of an image size cut into p x p patches; a size that is not a multiple is refused."""
+    h, w = image_hw(image_size)
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+    return h, w, h // patch_size, w // patch_size

@@ -32,43 +32,13 @@ from einops import rearrange
 from torch import nn
 
 from vistok.configurable import configurable
-from vistok.decoders.base import Decoder
-from vistok.input_spec import InputSpec, image_hw
+from vistok.input_spec import InputSpec
 from vistok.nn.linear_path import VideoPatchLinearPath
 from vistok.nn.omni_blocks import OmniSpaceTime
-from vistok.nn.patch3d import VideoPatchEmbed, VideoPatchHead, latent_frames
+from vistok.nn.omni_options import UNBOUNDED_CONTEXT, block_letters, check_architecture
+from vistok.nn.patch3d import VideoPatchEmbed, latent_frames, patch_grid
 from vistok.nn.spacetime import SpaceTimeTransformer
 from vistok.tokenizers.encoder import Encoder
-
-ARCHITECTURES = ("vistok", "official")
-PEG_ORDERS = ("causal", "official")
-# the official temporal attention is causal over the whole past: a chunk needs every earlier latent frame
-UNBOUNDED_CONTEXT = 1 << 30
-
-
-def _check_architecture(architecture: str, peg_order: str, linear_path: bool) -> None:
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-    if peg_order not in PEG_ORDERS:
-        raise ValueError(f"peg_order must be one of {PEG_ORDERS}, got {peg_order!r}")
-    if architecture == "official" and linear_path:
-        raise ValueError("linear_path is an option of the vistok architecture, not of the official one")
-
-
-def _letters(spatial_blocks: list[str]) -> str:
-    """["full", "window", ...] -> the official block letters "tw..." ("t" full attention, "w" window)."""
-    letters = {"full": "t", "window": "w"}
-    bad = [k for k in spatial_blocks if k not in letters]
-    if bad:
-        raise ValueError(f"spatial_blocks entries must be 'full' or 'window', got {bad}")
-    return "".join(letters[k] for k in spatial_blocks)
-
-
-def _grid(image_size: int | tuple[int, int], patch_size: int) -> tuple[int, int, int, int]:
-    h, w = image_hw(image_size)
-    if h % patch_size or w % patch_size:
-        raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
-    return h, w, h // patch_size, w // patch_size
 
 
 @configurable
@@ -108,8 +78,8 @@ class OmniEncoder(Encoder):
         docstring); `head_dim`, `spatial_pos`, `peg_order` and `position_bias` apply to it, `temporal_window`
         and `qk_norm` do not (its temporal attention is fully causal), and `proj` is its `pre_vq_conv`."""
         super().__init__()
-        h, w, gh, gw = _grid(image_size, patch_size)
-        _check_architecture(architecture, peg_order, linear_path)
+        h, w, gh, gw = patch_grid(image_size, patch_size)
+        check_architecture(architecture, peg_order, linear_path)
         self.architecture, self.peg_order = architecture, peg_order
         self.causal_in_time = not (architecture == "official" and peg_order == "official")
         self.input_spec = InputSpec(in_channels, h, w, f"1+{temporal_patch}k")
@@ -122,7 +92,7 @@ class OmniEncoder(Encoder):
         self.embed = VideoPatchEmbed(patch_size, temporal_patch, in_channels, width)
         if architecture == "official":
             self.pos, self.norm = None, nn.Identity()
-            self.transformer = OmniSpaceTime(width, num_heads, head_dim, (gh, gw), _letters(spatial_blocks),
+            self.transformer = OmniSpaceTime(width, num_heads, head_dim, (gh, gw), block_letters(spatial_blocks),
                                              temporal_depth, window_size, mlp_ratio,
                                              official_peg_order=peg_order == "official", spatial_pos=spatial_pos,
                                              position_bias=position_bias)
@@ -152,81 +122,3 @@ class OmniEncoder(Encoder):
         if self.linear_path is not None:
             z = z + self.linear_path(x, starts_video)
         return rearrange(z, "b t h w d -> b (t h w) d")
-
-
-@configurable
-class OmniDecoder(Decoder):
-    def __init__(
-        self,
-        image_size: int | tuple[int, int] = 256,
-        patch_size: int = 8,
-        temporal_patch: int = 4,
-        out_channels: int = 3,
-        width: int = 512,
-        num_heads: int = 8,
-        spatial_blocks: list[str] = ("full", "full", "window", "window"),
-        window_size: int = 8,
-        temporal_depth: int = 4,
-        temporal_window: int = 5,
-        token_dim: int = 8,
-        mlp_ratio: float = 4.0,
-        qk_norm: bool = False,
-        linear_path: bool = False,
-        architecture: str = "vistok",
-        head_dim: int = 64,
-        spatial_pos: str = "rope",
-        peg_order: str = "causal",
-        position_bias: bool = False,
-    ) -> None:
-        """`linear_path`: add a linear map of each token to its patch (the mirror of the encoder's); the
-        transformer's head then starts at zero, a residual on it. `architecture="official"`: as the encoder's
-        (the official decoder's spatial blocks are `[full] * 4`); `proj` is its `post_vq_conv`."""
-        super().__init__()
-        h, w, gh, gw = _grid(image_size, patch_size)
-        _check_architecture(architecture, peg_order, linear_path)
-        self.architecture, self.peg_order = architecture, peg_order
-        self.causal_in_time = not (architecture == "official" and peg_order == "official")
-        self.output_spec = InputSpec(out_channels, h, w, f"1+{temporal_patch}k")
-        self.image_size = h if h == w else (h, w)
-        self.token_dim, self.temporal_patch = token_dim, temporal_patch
-        self.grid = (gh, gw)
-        self.tokens_per_frame = gh * gw
-        self.proj = nn.Linear(token_dim, width)
-        if architecture == "official":
-            self.pos, self.norm = None, nn.Identity()
-            self.transformer = OmniSpaceTime(width, num_heads, head_dim, (gh, gw), _letters(spatial_blocks),
-                                             temporal_depth, window_size, mlp_ratio,
-                                             official_peg_order=peg_order == "official", spatial_pos=spatial_pos,
-                                             position_bias=position_bias, temporal_first=True)
-            self.context = UNBOUNDED_CONTEXT
-        else:
-            self.pos = nn.Parameter(width**-0.5 * torch.randn(1, 1, gh, gw, width))
-            self.transformer = SpaceTimeTransformer(width, num_heads, (gh, gw), list(spatial_blocks),
-                                                    temporal_depth, window_size, temporal_window, mlp_ratio, qk_norm,
-                                                    temporal_first=True)
-            self.context = self.transformer.context
-            self.norm = nn.LayerNorm(width)
-        self.head = VideoPatchHead(patch_size, temporal_patch, out_channels, width)
-        self.linear_path = VideoPatchHead(patch_size, temporal_patch, out_channels, token_dim) if linear_path \
-            else None
-        if linear_path:
-            for layer in (self.head.first, self.head.rest):
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
-
-    def forward(self, codes: torch.Tensor, valid: torch.Tensor | None = None,
-                starts_video: bool = True) -> torch.Tensor:
-        """codes (B, T' * h * w, d), whole latent frames, time-major -> (B, C, T, H, W), unclamped. `valid` is
-        accepted for the common decoder call and must be None (grid tokens are never dropped)."""
-        if valid is not None and not bool(valid.all()):
-            raise ValueError("a space-time grid decoder takes whole latent frames; ragged token masks are for 1D "
-                             "tokenizers")
-        n = codes.shape[1]
-        if n == 0 or n % self.tokens_per_frame:
-            raise ValueError(f"the decoder takes whole latent frames of {self.grid[0]} x {self.grid[1]} = "
-                             f"{self.tokens_per_frame} tokens, got {n} tokens")
-        grid = rearrange(codes, "b (t h w) d -> b t h w d", h=self.grid[0], w=self.grid[1])
-        y = self.proj(grid)  # (B, T', h, w, D)
-        out = self.head(self.norm(self.transformer(y if self.pos is None else y + self.pos)), starts_video)
-        return out if self.linear_path is None else out + self.linear_path(grid, starts_video)
-

@@ -11,14 +11,16 @@ with 1,024 tokens (VQ 8192 x 16); `larp-tiny` is its CPU counterpart. Both LARP 
 
 from __future__ import annotations
 
+from vistok.decoders.larp import LARPDecoder
+from vistok.decoders.omni import OmniDecoder
 from vistok.nn.prior import CodePrior, LARPPrior
 from vistok.quantizers.ema_codebook import EMACodebookQuantizer
 from vistok.quantizers.fsq import FSQQuantizer
 from vistok.quantizers.stochastic_vq import StochasticVQQuantizer
 from vistok.quantizers.vq import VQQuantizer
 from vistok.tokenizers.dropout import NestedDropout
-from vistok.tokenizers.larp import LARPDecoder, LARPEncoder
-from vistok.tokenizers.omni import OmniDecoder, OmniEncoder
+from vistok.tokenizers.larp import LARPEncoder
+from vistok.tokenizers.omni import OmniEncoder
 from vistok.tokenizers.registry import register
 from vistok.tokenizers.tokenizer import Tokenizer
 

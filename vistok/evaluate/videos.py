@@ -1,4 +1,4 @@
-"""`vistok eval` with a video model: per-frame PSNR / SSIM, temporal flicker and rFVD of its reconstructions
+"""Evaluation of a video model: per-frame PSNR / SSIM, temporal flicker and rFVD of its reconstructions
 (`vistok.metrics.video.evaluate_videos`), written as video_metrics.json / .csv and video_frames.png.
 
 Clips are the model's clip length (`token_grid_frames` of a grid model, the fixed length of a 1D one) at the
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from vistok.evaluate.settings import EvalSettings
 
 SAMPLE = ("sample-clips", "sample")
 
@@ -137,3 +139,20 @@ def video_summary(result: dict[str, Any]) -> str:
         lines.append(f"skipped {len(result['skipped'])} unreadable file(s) (listed in video_metrics.json): "
                      f"{result['skipped'][0]['file']}{', ...' if len(result['skipped']) > 1 else ''}")
     return "\n".join(lines)
+
+
+def evaluate_video(settings: EvalSettings) -> dict[str, Any]:
+    """`evaluate(settings)` for a video model: one token count (`num_tokens` holds at most one), the sampler
+    settings of the decoder, clips from `settings.input` ("sample" means the held-out sample clips)."""
+    from vistok.devices import resolve_device
+    from vistok.loading import load_tokenizer
+
+    ks = settings.num_tokens or [None]
+    if len(ks) != 1:
+        raise ValueError("--num-tokens: a video model is evaluated at one token count")
+    tok = load_tokenizer(settings.model, resolve_device(settings.device)).eval()
+    sampling = {k: v for k, v in dict(steps=settings.steps, guidance_scale=settings.guidance).items() if v is not None}
+    source = "sample-clips" if settings.input == "sample" else settings.input
+    return evaluate_video_model(tok, source, settings.output, settings.i3d, ks[0], settings.fps, settings.limit,
+                                settings.batch_size, progress=settings.progress, fvd=settings.fvd,
+                                lpips=settings.perceptual, reference_stats=settings.reference_stats, **sampling)

@@ -1,4 +1,4 @@
-"""`vistok eval`: measure a tokenizer per token count against JPEG and WebP at equal bytes.
+"""Evaluation of an image tokenizer: per token count, against JPEG and WebP at equal bytes.
 
 For every K in the token counts (default 1, 2, 4, ..., N) the images are encoded once at N tokens, the first
 K tokens decoded, and scored: rFID (standard TF Inception, `vistok.metrics.fid`; against the originals' statistics,
@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from vistok.evaluate.settings import EvalSettings
 from vistok.metrics.codebook import CodebookStats
 from vistok.metrics.codecs import CodecSweep, check_codecs
 from vistok.metrics.fid import FID, InceptionFeatures
@@ -45,27 +46,6 @@ BYTES_RULE = ("tokenizer: K * ceil(log2(codebook_size)) / 8 bytes per image (fix
 SAMPLE_DEFAULT_LIMIT = 256
 GRID_IMAGES = 8
 FEW_FID_IMAGES = 1000  # below this, rFID is strongly biased upwards: say so on screen
-
-
-@dataclass
-class EvalSettings:
-    model: str
-    input: str = "sample"
-    output: str = "eval"
-    num_tokens: list[int] | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    seed: int | None = 0
-    baselines: list[str] = field(default_factory=lambda: ["jpeg", "webp"])
-    limit: int | None = None
-    batch_size: int = 32
-    device: str = "auto"  # cuda when available (vistok.devices)
-    inception: str | None = None
-    lpips: str | None = None
-    perceptual: bool = True  # LPIPS-VGG and LPIPS-Alex (weights from the cache)
-    reference_stats: str | None = None  # .npz with Inception mu / sigma replacing the originals' statistics
-    fid: bool = True
-    progress: bool = True
 
 
 def token_bytes(k: int, codebook_size: int) -> float:
@@ -116,8 +96,8 @@ def _say(settings: EvalSettings, message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
-def evaluate(settings: EvalSettings) -> dict[str, Any]:
-    """Run the evaluation, write the outputs, return the metrics.json content."""
+def evaluate_images(settings: EvalSettings) -> dict[str, Any]:
+    """Run the evaluation of an image model, write the outputs, return the metrics.json content."""
     from vistok.devices import resolve_device
     from vistok.loading import load_tokenizer
     from vistok.training_record import trained_on_fid_network, training_losses
