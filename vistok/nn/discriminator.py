@@ -20,13 +20,14 @@ import torch
 from torch import nn
 
 from vistok.configurable import configurable
+from vistok.nn.global_batch_norm import GlobalBatchNorm2d
 
 NORMS = ("batch", "group", "none")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
+    if kind == "batch":  # its statistics cover the global batch under DDP (set_distributed, by the system)
+        return GlobalBatchNorm2d(channels)
     if kind == "group":
         return nn.GroupNorm(math.gcd(32, channels), channels)  # 32 groups when the width allows
     return nn.Identity()

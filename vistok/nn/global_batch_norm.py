@@ -1,7 +1,8 @@
 """A BatchNorm whose training statistics cover the global batch across processes (the semantics of PyTorch's
 `SyncBatchNorm`, Ioffe & Szegedy 2015 over all ranks), for the CPU too: `SyncBatchNorm` runs on GPUs only.
 
-Used by FSQ's input norm (`vistok.quantizers.fsq`). With `sync` off, or in a single process, it is exactly
+Used by FSQ's input norm (`vistok.quantizers.fsq`) and the PatchGAN discriminator's BatchNorm
+(`vistok.nn.discriminator`, `GlobalBatchNorm2d`). With `sync` off, or in a single process, it is exactly
 `nn.BatchNorm1d`; with it on and a process group of several ranks, each training forward all-reduces the
 per-channel sum, sum of squares and count (one autograd-aware collective, so the backward pass sums the
 statistics' gradients over ranks as well) and every rank updates the same running statistics. Without it,
@@ -19,10 +20,10 @@ import torch.distributed as dist
 from torch import nn
 
 
-class GlobalBatchNorm1d(nn.BatchNorm1d):
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
-        self.sync = False  # switched on by the training system once the process group exists
+class _GlobalStatistics:
+    """The forward of both classes below: the parent BatchNorm's in one process, the global batch's otherwise."""
+
+    sync: bool
 
     def _world(self) -> int:
         if not (self.sync and self.training and dist.is_available() and dist.is_initialized()):
@@ -54,3 +55,25 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
                 unbiased = var.detach() * n / (n - 1).clamp_min(1)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
         return y.to(x.dtype)
+
+
+class GlobalBatchNorm1d(_GlobalStatistics, nn.BatchNorm1d):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.sync = False  # switched on by the training system once the process group exists
+
+    def set_distributed(self, enabled: bool) -> bool:
+        self.sync = bool(enabled)
+        return self.sync
+
+
+class GlobalBatchNorm2d(_GlobalStatistics, nn.BatchNorm2d):
+    """(B, C, H, W): the same for image feature maps (a discriminator's BatchNorm)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.sync = False
+
+    def set_distributed(self, enabled: bool) -> bool:
+        self.sync = bool(enabled)
+        return self.sync

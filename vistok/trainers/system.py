@@ -265,6 +265,8 @@ class TokenizerSystem(pl.LightningModule):
     # --- processes: model code was built before the process group existed -----------------------------------
     def setup(self, stage: str) -> None:
         sync_quantizers(self.tokenizer, is_multiprocess())  # VQ codebook statistics all-reduced across ranks
+        if self.discriminator is not None:  # its BatchNorm normalises over the global batch, as the tokenizer's
+            sync_quantizers(self.discriminator, is_multiprocess())
         if self.discriminator is not None and self._trainer is not None and allow_partial_backward(self.trainer):
             rank_zero_info("adversarial training under DDP: find_unused_parameters switched on (two backward "
                            "passes per batch, each through part of the model)")
@@ -290,6 +292,8 @@ class TokenizerSystem(pl.LightningModule):
 
     def teardown(self, stage: str) -> None:
         sync_quantizers(self.tokenizer, False)
+        if self.discriminator is not None:
+            sync_quantizers(self.discriminator, False)
 
     # --- random state: seeded at the start of fit, saved per rank in every checkpoint, restored on resume ------
     def on_fit_start(self) -> None:
