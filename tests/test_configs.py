@@ -25,7 +25,7 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
     data = doc["data"].get("init_args", doc["data"])
     encoder = doc["model"]["tokenizer"]["init_args"]["encoder"]["init_args"]
     prefix = "--model.tokenizer.init_args"
-    video = str(doc["data"].get("class_path", "")).endswith("VideoDataModule")
+    video = data.get("kind") == "video"
     if video:  # clips of the embedded sample-clips; 5 frames keep the 256 px joint config's step small
         args += ["--data.image_batch_size=2"] if data.get("images") else []
         # the data's clip length is the encoder's (stated once): shortened there
@@ -110,6 +110,11 @@ def test_misspelt_config_key_fails_before_work_naming_the_key(tmp_path):
     r = _run("fit", "--config", str(bad), cwd=tmp_path)
     assert r.returncode != 0 and "bacth_size" in r.stderr
     assert not list(tmp_path.rglob("*.ckpt")) and not (tmp_path / "runs").exists()
+    # a config written for the earlier separate video data module is told what replaced it
+    old = tmp_path / "old_video.yaml"
+    old.write_text("data:\n  class_path: vistok.data.video_datamodule.VideoDataModule\n  init_args: {video_size: 32}\n")
+    r = _run("fit", "--config", str(Path(config).with_name("larp_tiny.yaml")), "--config", str(old), cwd=tmp_path)
+    assert r.returncode != 0 and "state `kind: video`" in r.stderr, r.stderr[-1500:]
 
 
 def test_wandb_logger_is_selectable_from_the_config_and_runs_offline(tmp_path, monkeypatch):
@@ -128,11 +133,11 @@ def test_wandb_logger_is_selectable_from_the_config_and_runs_offline(tmp_path, m
 
 def _parsed_tokenizer(config: Path, *args: str) -> Tokenizer:
     """The tokenizer a config builds through `vistok fit`'s parser (links applied), without training."""
-    from vistok.data.datamodule import ImageDataModule
+    from vistok.data.datamodule import DataModule
     from vistok.trainers.cli import VistokArgumentParser, VistokCLI
     from vistok.trainers.system import TokenizerSystem
 
-    cli = VistokCLI(TokenizerSystem, ImageDataModule, args=["--config", str(config), "--trainer.logger=false", *args],
+    cli = VistokCLI(TokenizerSystem, DataModule, args=["--config", str(config), "--trainer.logger=false", *args],
                     run=False, parser_class=VistokArgumentParser)
     return cli.model.tokenizer
 

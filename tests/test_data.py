@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vistok.data import ImageDataModule, ImageFolderDataset, collate_images, load_rgb, to_rgb, webdataset_images
+from vistok.data import DataModule, ImageFolderDataset, collate_images, load_rgb, to_rgb, webdataset_images
 from vistok.data.sample import SamplePhotoCrops, photo_dir
 
 
@@ -156,7 +156,7 @@ def test_training_crops_range_from_patches_to_whole_photos_and_favour_colour():
 
 def test_datamodule_refuses_a_missing_source_before_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="data.train"):
-        ImageDataModule(train=str(tmp_path / "missing"))
+        DataModule(train=str(tmp_path / "missing"))
 
 
 def test_listing_reports_every_entry_it_does_not_read_and_follows_directory_symlinks_once(tmp_path, monkeypatch,
@@ -224,7 +224,7 @@ def _fit(root, steps=3, batch_size=1):
 
     trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1)
-    dm = ImageDataModule(train=str(root), val=None, batch_size=batch_size)
+    dm = DataModule(train=str(root), val=None, batch_size=batch_size)
     trainer.fit(TokenizerSystem(build_tokenizer("titok-tiny")), dm)
     return trainer
 

@@ -148,7 +148,7 @@ def test_webdataset_training_stream_repeats_per_rank_under_ddp(tmp_path, monkeyp
     monkeypatch.setattr(dm.dist, "get_world_size", lambda: 2)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    data = dm.ImageDataModule(train=str(tmp_path / "in-{000..001}.tar"), val=None, image_size=16, batch_size=2)
+    data = dm.DataModule(train=str(tmp_path / "in-{000..001}.tar"), val=None, image_size=16, batch_size=2)
     data.setup("fit")
     keys = []
     for batch in data.train_dataloader():
@@ -156,7 +156,7 @@ def test_webdataset_training_stream_repeats_per_rank_under_ddp(tmp_path, monkeyp
         if len(keys) >= 8:
             break
     assert len(keys) == 8 and set(keys) == {"s00010", "s00011", "s00012"}  # rank 1: shard 1, repeated
-    three = dm.ImageDataModule(train=str(tmp_path / "in-{000..001}.tar"), val=None, image_size=16, batch_size=2,
+    three = dm.DataModule(train=str(tmp_path / "in-{000..001}.tar"), val=None, image_size=16, batch_size=2,
                                num_workers=2)
     three.setup("fit")
     with pytest.raises(ValueError, match="2 webdataset shard.*2 processes x 2 workers"):

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from tests.test_configs import _tiny_overrides
-from vistok.data.datamodule import ImageDataModule
+from vistok.data.datamodule import DataModule
 from vistok.nn.discriminator import NLayerDiscriminator
 from vistok.tokenizers import build_tokenizer
 from vistok.trainers import adversarial as adversarial_module
@@ -45,8 +45,8 @@ def _trainer(root: Path, steps: int, callbacks=(), every: int = 2, **kw) -> pl.T
     return pl.Trainer(callbacks=[ckpt, *callbacks], **args)
 
 
-def _data(length: int = 64) -> ImageDataModule:
-    return ImageDataModule(train="sample", val=None, image_size=32, batch_size=4, train_length=length, seed=3)
+def _data(length: int = 64) -> DataModule:
+    return DataModule(train="sample", val=None, image_size=32, batch_size=4, train_length=length, seed=3)
 
 
 class Watch(pl.Callback):

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from vistok.data.datamodule import DataModule
 from vistok.data.images import load_rgb
+from vistok.data.mixing import MixedBatches, mix_position
 from vistok.data.sample import HELD_OUT_PHOTOS, TRAIN_PHOTOS, photo_dir
 from vistok.data.sample_clips import GIF, SampleClips, clip_dir, render_move
-from vistok.data.video_datamodule import MixedBatches, VideoDataModule, mix_position
 from vistok.data.video_io import probe_video, read_video, write_video
 from vistok.data.videos import ClipSpec, ClipTooShort, VideoFolderDataset, collate_videos, load_clip, webdataset_videos
 
@@ -218,8 +219,8 @@ def test_sample_clips_are_deterministic_realistic_and_hold_out_the_image_split(t
 def test_mixed_batches_follow_the_ratio_and_resume_where_they_stopped(clips_root):
     assert [mix_position(n, 1, 2) for n in range(5)] == [(0, 0), (1, 0), (1, 1), (1, 2), (2, 2)]
 
-    def module() -> VideoDataModule:
-        dm = VideoDataModule("sample-clips", None, frames=5, video_size=16, fps=8, batch_size=2, images="sample",
+    def module() -> DataModule:
+        dm = DataModule("sample-clips", None, frames=5, image_size=16, fps=8, batch_size=2, images="sample",
                              image_batch_size=3, mix=(1, 2), train_length=24, seed=7, cache_dir=str(clips_root))
         dm.setup("fit")
         return dm
@@ -241,9 +242,39 @@ def test_mixed_batches_follow_the_ratio_and_resume_where_they_stopped(clips_root
         kind = "video" if "video" in want else "image"
         assert got["key"] == want["key"] and torch.equal(got[kind], want[kind])
     with pytest.raises(ValueError, match="data.mix"):
-        VideoDataModule(mix=(1, 0))
+        DataModule(mix=(1, 0))
     with pytest.raises(FileNotFoundError, match="data.train"):
-        VideoDataModule(train="/no/such/videos")
+        DataModule(train="/no/such/videos")
+
+
+def test_one_data_module_takes_its_kind_from_the_source_and_refuses_fields_of_the_other_kind(tmp_path, pan):
+    """Images and clips come from the same module: the training source's name (or `kind`) decides, and a field
+    that only means something for the other kind fails before any work, naming it."""
+    from PIL import Image
+
+    assert DataModule("sample", None).batch_kinds == {"image"}
+    assert DataModule("sample-clips", None).batch_kinds == {"video"}
+    assert DataModule("sample-clips", None, images="sample").batch_kinds == {"video", "image"}
+    videos, stills = tmp_path / "videos", tmp_path / "stills"
+    videos.mkdir(), stills.mkdir()
+    write_video(videos / "pan.mp4", pan, fps=10)
+    Image.fromarray(pan[0]).save(stills / "frame.png")
+    assert DataModule(str(videos), None).kind == "video" and DataModule(str(stills), None).kind == "image"
+    urls = str(tmp_path / "shard-{000..001}.tar")
+    assert DataModule(urls, None).kind == "image" and DataModule(urls, None, kind="video").kind == "video"
+    assert DataModule(urls, None, images="sample").kind == "video"  # only video training mixes images in
+    clips = DataModule(str(videos), None, frames=5, image_size=16, batch_size=1)
+    clips.setup("fit")
+    batch = next(iter(clips.train_dataloader()))
+    assert batch["video"].shape == (1, 3, 5, 16, 16)
+    with pytest.raises(ValueError, match="data.images"):
+        DataModule("sample", None, images="sample")
+    with pytest.raises(ValueError, match="data.fps"):
+        DataModule("sample", None, fps=8)
+    with pytest.raises(ValueError, match="data.kind"):
+        DataModule("sample", None, kind="audio")
+    with pytest.raises(FileNotFoundError, match="data.images"):
+        DataModule("sample-clips", None, images=str(tmp_path / "missing"))
 
 
 def test_lightning_trains_on_alternating_video_and_image_batches(clips_root, tmp_path):
@@ -263,7 +294,7 @@ def test_lightning_trains_on_alternating_video_and_image_batches(clips_root, tmp
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    dm = VideoDataModule("sample-clips", None, frames=5, video_size=16, fps=8, batch_size=2, images="sample",
+    dm = DataModule("sample-clips", None, frames=5, image_size=16, fps=8, batch_size=2, images="sample",
                          image_batch_size=4, mix=(2, 1), train_length=40, seed=0, cache_dir=str(clips_root))
     model = Counter()
     trainer = pl.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,

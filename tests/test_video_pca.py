@@ -6,9 +6,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from vistok import Tokenizer
+from vistok.data.datamodule import DataModule
 from vistok.data.sample_clips import SampleClips
 from vistok.data.sample_moves import SampleMoves
-from vistok.data.video_datamodule import VideoDataModule
 from vistok.data.videos import ClipSpec, collate_videos
 from vistok.decoders.omni import OmniDecoder
 from vistok.metrics.video import evaluate_videos
@@ -48,7 +48,7 @@ def test_sample_moves_are_fresh_reproducible_moving_clips():
 
 
 def test_the_data_module_trains_on_sample_moves_and_validates_on_the_held_out_clips(clips_root):
-    dm = VideoDataModule("sample-moves", "sample-moves", frames=9, video_size=32, fps=8, batch_size=2,
+    dm = DataModule("sample-moves", "sample-moves", frames=9, image_size=32, fps=8, batch_size=2,
                          train_length=10, seed=0, cache_dir=str(clips_root))
     dm.setup("fit")
     assert isinstance(dm._train_ds, SampleMoves)

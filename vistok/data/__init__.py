@@ -1,7 +1,8 @@
 """Data in: bundled photos, image folders, webdataset shards; videos (PyAV) and the embedded sample clips.
 
-`ImageDataModule` and `build_dataset` live in `vistok.data.datamodule`, which imports Lightning; they are
-imported on first use, so `import vistok.data` (image loading, `load_images`) stays free of Lightning.
+`DataModule` lives in `vistok.data.datamodule`, which imports Lightning; it is imported on first use, so
+`import vistok.data` (image loading, `load_images`) stays free of Lightning. What a source name means:
+`vistok.data.sources`.
 """
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ from vistok.data.folder import ImageFolderDataset, collate_images, webdataset_im
 from vistok.data.images import load_images, load_rgb, pil_to_tensor, resize_crop, tensor_to_uint8, to_rgb
 from vistok.data.sample import SamplePhotoCrops
 from vistok.data.sample_clips import SampleClips
+from vistok.data.sources import build_dataset, build_video_dataset
 from vistok.data.video_io import VideoError, probe_video, read_video, write_video
 from vistok.data.videos import ClipSpec, VideoFolderDataset, collate_videos, load_clip, webdataset_videos
 
-_LAZY = {"ImageDataModule": "vistok.data.datamodule", "build_dataset": "vistok.data.datamodule",
-         "VideoDataModule": "vistok.data.video_datamodule", "build_video_dataset": "vistok.data.video_datamodule"}
+_LAZY = {"DataModule": "vistok.data.datamodule"}
 
 __all__ = [
     "ClipSpec",
-    "ImageDataModule",
+    "DataModule",
     "ImageFolderDataset",
     "SampleClips",
     "SamplePhotoCrops",
-    "VideoDataModule",
     "VideoError",
     "VideoFolderDataset",
     "build_dataset",

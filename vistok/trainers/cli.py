@@ -1,9 +1,8 @@
 """`vistok fit|validate --config ...`: LightningCLI over `TokenizerSystem` and a data module.
 
-The data module is `ImageDataModule` unless the config names another with `class_path` (subclass mode):
-`data: {class_path: vistok.data.video_datamodule.VideoDataModule, init_args: {...}}` trains on video clips,
-alone or mixed with image batches. A `data:` block without `class_path` (every image config) is
-`ImageDataModule`'s arguments, as before.
+The data module is `vistok.data.datamodule.DataModule` (images, video clips, or both in turn; its `kind` follows
+the training source) unless the config names another LightningDataModule with `class_path` (subclass mode); a
+`data:` block without `class_path` is `DataModule`'s arguments.
 
 The resolved config is saved next to each run (LightningCLI's SaveConfigCallback); a misspelt key fails at
 parse time, before any data is read or model built, with jsonargparse's message naming the key: printed first
@@ -33,7 +32,7 @@ import lightning.pytorch as pl
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from vistok.data.datamodule import ImageDataModule
+from vistok.data.datamodule import DataModule
 from vistok.quiet import silence_known_noise
 from vistok.trainers.system import TokenizerSystem
 
@@ -47,7 +46,14 @@ LINKS = (
     ("encoder.init_args.num_frames", ("decoder.init_args.num_frames",)),
 )
 # (data argument, the encoder argument it takes its value from): stated once, in the model
-DATA_LINKS = (("image_size", "image_size"), ("video_size", "image_size"), ("frames", "num_frames"))
+DATA_LINKS = (("image_size", "image_size"), ("frames", "num_frames"))
+
+# Data settings of earlier configs, named in a parse error with what replaced them.
+RENAMED = {
+    "video_datamodule": "(images and clips have one data module now: drop `class_path` and `init_args` from `data:` "
+                        "and state `kind: video`)\n",
+    "'video_size'": "(`data.video_size` is `data.image_size` now, and `vistok fit` fills it in from the encoder)\n",
+}
 
 # Loggers whose directory is save_dir/name/version: made to write into the run directory itself.
 DIRECTORY_LOGGERS = ("CSVLogger", "TensorBoardLogger")
@@ -74,14 +80,15 @@ class VistokArgumentParser(LightningArgumentParser):
         self._logger.error(message)
         parser: ArgumentParser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {message.strip()}\n(`{prog} --help` lists the options)\n")
+        hint = next((h for key, h in RENAMED.items() if key in message), "")
+        sys.stderr.write(f"{prog}: error: {message.strip()}\n{hint}(`{prog} --help` lists the options)\n")
         raise SystemExit(2)
 
 
 class VistokCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        if self.subclass_mode_data:  # `data:` without a class_path: ImageDataModule's arguments
-            parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
+        if self.subclass_mode_data:  # `data:` without a class_path: DataModule's arguments
+            parser.set_defaults({"data": {"class_path": f"{DataModule.__module__}.{DataModule.__name__}"}})
         for source, targets in LINKS:
             for target in targets:
                 parser.link_arguments(f"{TOKENIZER}.{source}", f"{TOKENIZER}.{target}", apply_on="parse")
@@ -192,7 +199,7 @@ def cli_main(args: list[str] | None = None) -> VistokCLI:
     return VistokCLI(
         TokenizerSystem,
         pl.LightningDataModule,
-        subclass_mode_data=True,  # a config may pick VideoDataModule; plain `data:` blocks stay ImageDataModule's
+        subclass_mode_data=True,  # a config may name its own data module; plain `data:` blocks are DataModule's
         args=args,
         parser_class=VistokArgumentParser,
         save_config_kwargs={"overwrite": True},
