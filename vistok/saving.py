@@ -158,11 +158,17 @@ def _umask() -> int:
 
 
 def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = False) -> Path:
-    """Write the export directory of a checkpoint (atomically; a non-empty `output` only with `overwrite`)."""
+    """Write the export directory of a checkpoint (atomically; a non-empty `output` only with `overwrite`). A
+    VAE's checkpoint (`vistok.decoders.kl_vae.KLAutoencoder`, configs/flextok_vae.yaml) is written as a diffusers
+    `AutoencoderKL` directory (`save_pretrained`'s config.json + diffusion_pytorch_model.safetensors)."""
     output = Path(output)
     if output.is_dir() and any(output.iterdir()) and not overwrite:  # before the (slow) checkpoint load
         raise FileExistsError(f"{output} exists and is not empty; choose another --output or pass --overwrite "
                               "to replace it")
     tokenizer, raw = load_checkpoint(ckpt)
+    from vistok.decoders.kl_vae import KLAutoencoder  # on demand: this module imports no model code otherwise
+
+    if isinstance(tokenizer, KLAutoencoder):  # the VAE stage: the diffusers directory FlexTok configs read
+        return tokenizer.save_diffusers(output, overwrite=overwrite)
     return save_pretrained(tokenizer, output, source=str(ckpt), overwrite=overwrite,
                            training=training_info(ckpt, raw))

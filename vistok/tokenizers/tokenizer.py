@@ -39,7 +39,7 @@ from vistok.tokenizers.encoder import Encoder
 @dataclass
 class TokenizerOutput:
     recon: torch.Tensor | None  # (B, C, H, W) raw decoder output; None from a generative decoder in training
-    quant: QuantizerOutput  # codes/indices for all N tokens
+    quant: QuantizerOutput | None  # codes/indices for all N tokens; None from a VAE (vistok.decoders.kl_vae)
     valid: torch.Tensor | None  # (B, K) tokens the decoder saw, None if all of them
     # The loss terms the model itself produces, unweighted (`vistok.trainers.losses`): "quantizer" always,
     # "flow" from a generative decoder's own objective, "prior" from an AR prior (LARP) when one is plugged in.
