@@ -338,11 +338,14 @@ class Tokenizer(nn.Module):
         return ids.long(), None
 
     # --- export ------------------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write an export directory atomically; a non-empty `path` is replaced only with `overwrite`."""
+    def save_pretrained(self, path: str | Path, overwrite: bool = False,
+                        evaluation: list[dict[str, Any]] | None = None) -> Path:
+        """Write an export directory atomically; a non-empty `path` is replaced only with `overwrite`.
+        `evaluation`: `vistok eval` results (`vistok.metrics.protocol.load_result`) whose numbers and per-metric
+        protocols the model card records."""
         from vistok.saving import save_pretrained
 
-        return save_pretrained(self, path, overwrite=overwrite)
+        return save_pretrained(self, path, overwrite=overwrite, evaluation=evaluation)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Tokenizer:
