@@ -22,6 +22,10 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
         "--data.batch_size=2", "--data.val_batch_size=2", "--data.num_workers=0",
     ]
     doc = yaml.safe_load(config.read_text())
+    if doc["model"]["tokenizer"]["class_path"].endswith("KLAutoencoder"):  # the VAE stage: its layout at 32 px
+        prefix = "--model.tokenizer.init_args"
+        return args + ["--data.val_length=2", f"{prefix}.image_size=32", f"{prefix}.block_out_channels=[8,16,16,16]",
+                       f"{prefix}.norm_num_groups=8", f"{prefix}.layers_per_block=1"]
     data = doc["data"].get("init_args", doc["data"])
     encoder = doc["model"]["tokenizer"]["init_args"]["encoder"]["init_args"]
     prefix = "--model.tokenizer.init_args"

@@ -59,8 +59,8 @@ def _jobs(tmp_path: Path) -> list[tuple[str, list[str]]]:
         root = tmp_path / config.stem
         args = [a for a in _tiny_overrides(config, root) if not a.startswith(("--trainer.max_steps",
                                                                               "--trainer.val_check_interval"))]
-        doc = yaml.safe_load(config.read_text())["model"]["tokenizer"]["init_args"]["encoder"]
-        if doc["init_args"].get("image_size", 0) > 64 and not doc["class_path"].endswith("OmniEncoder"):
+        doc = yaml.safe_load(config.read_text())["model"]["tokenizer"]["init_args"].get("encoder")  # None: a VAE
+        if doc and doc["init_args"].get("image_size", 0) > 64 and not doc["class_path"].endswith("OmniEncoder"):
             # the 256 px variants at 64 px (a 4 x 4 grid of their 16 px patches): the same modules, 16x less work
             args.append("--model.tokenizer.init_args.encoder.init_args.image_size=64")
         args = ["--config", str(_small_pca(config, tmp_path)), *args,

@@ -25,7 +25,7 @@ from vistok.training_record import FLATTERED_RFID, trained_on_fid_network, train
 
 
 def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None,
-                training: dict[str, Any] | None = None) -> str:
+                training: dict[str, Any] | None = None, evaluation: list[dict[str, Any]] | None = None) -> str:
     model = config["model"]["init_args"]
     parts = {k: model[k]["class_path"].rsplit(".", 1)[-1] for k in ("encoder", "quantizer", "decoder")}
     drop = model.get("token_dropout")
@@ -56,10 +56,11 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
         lines.append(f"- losses: {_losses_text(training['losses'])}")
         if trained_on_fid_network(training["losses"]):
             lines.append(f"- **rFID caveat**: {FLATTERED_RFID}")
-    lines += ["", "## Metrics", "",
-              "Not measured at export. `vistok eval --model <this dir> --input <images> --output <dir>` writes rFID, "
-              "PSNR, SSIM per token count (metrics.json).",
-              "", "## Use", "",
+    lines += ["", "## Metrics", ""]
+    lines += _metrics_text(evaluation) if evaluation else [
+        "Not measured at export. `vistok eval --model <this dir> --input <images> --output <dir>` writes rFID, PSNR, "
+        "SSIM, LPIPS per token count (metrics.json); `vistok export --eval <that metrics.json>` puts them here."]
+    lines += ["", "## Use", "",
               "```python", "from vistok import Tokenizer, load_images", 'tok = Tokenizer.from_pretrained("<this dir>")',
               *(["videos = ...   # float (B, 3, T, H, W) in [-1, 1], T as tokens.json's input.frames says",
                  "ids = tok.encode(videos)   # (B, K) int64; tokens.json's token_grid gives the layout"]
@@ -68,6 +69,25 @@ def _model_card(config: dict[str, Any], spec: dict[str, Any], source: str | None
                  "ids = tok.encode(images)   # (B, K) int64"]),
               "recon = tok.decode(ids)", "```", ""]
     return "\n".join(lines)
+
+
+def _metrics_text(evaluation: list[dict[str, Any]]) -> list[str]:
+    """Per evaluation result: its input, its headline numbers and, for each metric, the protocol it was measured
+    under (network and weights sha256, resolution and resize, image / clip count, reference statistics)."""
+    from vistok.metrics.protocol import headline, is_video, protocol_lines
+
+    lines: list[str] = []
+    for result in evaluation:
+        count = f"{result['clips']} clips" if is_video(result) else f"{result.get('num_images')} images"
+        lines += [f"### {result.get('input', '?')} ({count}; {result.get('source', 'evaluation')})", ""]
+        numbers = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in headline(result).items() if v is not None)
+        lines += [f"- {numbers}" if numbers else "- no tokenizer rows", "", "Protocol, per metric:", ""]
+        protocol = protocol_lines(result.get("protocol"))
+        lines += [f"- {line}" for line in protocol] or ["- not recorded (a result written by an older vistok)"]
+        lines += [f"- note: {note}" for note in result.get("notes") or []]
+        lines.append("")
+    return lines[:-1]
 
 
 def _losses_text(losses: dict[str, Any]) -> str:
@@ -100,9 +120,12 @@ def _input_text(spec: dict[str, Any]) -> str:
 
 def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None,
                     source: str | None = None, overwrite: bool = False,
-                    training: dict[str, Any] | None = None) -> Path:
+                    training: dict[str, Any] | None = None,
+                    evaluation: list[dict[str, Any]] | None = None) -> Path:
     """Write the export directory. `state_dict` overrides the module's own weights (EMA weights); `training`
-    (what a checkpoint knows: steps, epochs, data; see `vistok.training_record.training_info`) goes in the card.
+    (what a checkpoint knows: steps, epochs, data; see `vistok.training_record.training_info`) goes in the card,
+    and so do `evaluation`'s results (`vistok eval` metrics.json contents, `vistok.metrics.protocol.load_result`):
+    their headline numbers and each metric's protocol.
 
     The files are written to a temporary directory beside `path`, which is then renamed into place, so an
     interrupted export leaves no half-written directory. A non-empty `path` is refused unless `overwrite`,
@@ -133,7 +156,7 @@ def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torc
                   str(tmp / "codebook.safetensors"))
         spec = token_spec(tokenizer)
         (tmp / "tokens.json").write_text(json.dumps(spec, indent=2))
-        (tmp / "README.md").write_text(_model_card(config, spec, source, training))
+        (tmp / "README.md").write_text(_model_card(config, spec, source, training, evaluation))
         mask = _umask()
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it 0700; an export is as readable as any directory
         for f in tmp.iterdir():  # safetensors writes its files 0600; make them 0644 (subject to the umask)
@@ -157,12 +180,19 @@ def _umask() -> int:
     return mask
 
 
-def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = False) -> Path:
-    """Write the export directory of a checkpoint (atomically; a non-empty `output` only with `overwrite`)."""
+def export_checkpoint(ckpt: str | Path, output: str | Path, overwrite: bool = False,
+                      evaluation: list[dict[str, Any]] | None = None) -> Path:
+    """Write the export directory of a checkpoint (atomically; a non-empty `output` only with `overwrite`). A
+    VAE's checkpoint (`vistok.decoders.kl_vae.KLAutoencoder`, configs/flextok_vae.yaml) is written as a diffusers
+    `AutoencoderKL` directory (`save_pretrained`'s config.json + diffusion_pytorch_model.safetensors)."""
     output = Path(output)
     if output.is_dir() and any(output.iterdir()) and not overwrite:  # before the (slow) checkpoint load
         raise FileExistsError(f"{output} exists and is not empty; choose another --output or pass --overwrite "
                               "to replace it")
     tokenizer, raw = load_checkpoint(ckpt)
+    from vistok.decoders.kl_vae import KLAutoencoder  # on demand: this module imports no model code otherwise
+
+    if isinstance(tokenizer, KLAutoencoder):  # the VAE stage: the diffusers directory FlexTok configs read
+        return tokenizer.save_diffusers(output, overwrite=overwrite)
     return save_pretrained(tokenizer, output, source=str(ckpt), overwrite=overwrite,
-                           training=training_info(ckpt, raw))
+                           training=training_info(ckpt, raw), evaluation=evaluation)

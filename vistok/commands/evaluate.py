@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from vistok.commands.args import add_device, add_model, finite_float, frame_rate, parser, positive_int
 
 
@@ -36,8 +38,14 @@ def main(argv: list[str]) -> None:
     p.add_argument("--no-fvd", action="store_true", help="video models: skip rFVD")
     p.add_argument("--fps", type=frame_rate, default=None,
                    help="video models: read the videos at this rate (default: each file's own; sample clips: 8)")
+    p.add_argument("--compare", default=None,
+                   help="an earlier result (metrics.json / video_metrics.json, or its directory): shown side by side "
+                        "with this one, with a warning for every protocol field that differs")
     a = p.parse_args(argv)
     from vistok.evaluate import EvalSettings, evaluate, summary
+    from vistok.metrics.protocol import compare, load_result
+
+    other = load_result(a.compare) if a.compare else None  # a bad file fails before the evaluation
 
     try:
         ks = [int(k) for k in a.num_tokens.split(",") if k.strip()] if a.num_tokens else None
@@ -49,4 +57,12 @@ def main(argv: list[str]) -> None:
                             batch_size=a.batch_size, device=a.device, inception=a.inception, lpips=a.lpips,
                             perceptual=not a.no_lpips, reference_stats=a.reference_stats, fid=not a.no_fid,
                             i3d=a.i3d, fvd=not a.no_fvd, fps=a.fps)
-    print(summary(evaluate(settings), a.output))
+    result = evaluate(settings)
+    print(summary(result, a.output))
+    if other is not None:
+        table, differences = compare(result, other, ("this run", "compared"))
+        print(f"\ncompared with {other['source']}:\n{table}")
+        for line in differences:
+            print(f"warning: protocols differ: {line}", file=sys.stderr)
+        if not differences:
+            print("same protocol for every metric")

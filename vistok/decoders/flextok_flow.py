@@ -81,6 +81,7 @@ class FlexTokFlowDecoder(Decoder):
         objective: RectifiedFlow | None = None,
         sampler: FlexTokEulerSampler | None = None,
         repa: nn.Module | None = None,
+        latent_channels: int | None = None,
     ) -> None:
         """`vae_path`: a local diffusers AutoencoderKL directory (None: the flow runs on pixels). `patch_size`
         counts pixels in both spaces (16 = FlexTok's latent patch 2 with its 8x VAE). `latent_scale` overrides
@@ -88,11 +89,14 @@ class FlexTokFlowDecoder(Decoder):
         `sample_posterior`: the training target is a posterior sample (FlexTok) or its mean. `latent_cache`:
         see `vistok.decoders.latent_cache` (the posterior's moments are cached, the sample drawn after).
         `max_timestep`: the time embedding sees t * 1000 / max_timestep (1000: t in [0, 1] as is).
-        `pos_grid`: the (rows, columns) of the sin-cos table, cropped to the patch grid."""
+        `pos_grid`: the (rows, columns) of the sin-cos table, cropped to the patch grid. `latent_channels`: the
+        VAE's latent channels the config expects (a VAE with others is refused by name; None: any)."""
         super().__init__()
         h, w = image_hw(image_size)
         self.vae = None if vae_path is None else FrozenVAE(vae_path, latent_scale, 0.0, latent_cache,
                                                           sample_posterior=sample_posterior)
+        if self.vae is not None:
+            self.vae.check_channels(latent_channels, "FlexTokFlowDecoder")
         factor = 1 if self.vae is None else self.vae.downsample
         self.channels = 3 if self.vae is None else self.vae.channels
         if h % patch_size or w % patch_size or patch_size % factor:

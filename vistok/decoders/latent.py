@@ -37,6 +37,7 @@ class FrozenVAE:
             )
         from diffusers import AutoencoderKL
 
+        self.path = str(path)
         self.vae = AutoencoderKL.from_pretrained(str(path)).eval().requires_grad_(False)
         cfg = self.vae.config
         self.scale = float(cfg.scaling_factor if scaling_factor is None else scaling_factor)
@@ -51,6 +52,14 @@ class FrozenVAE:
             mode = "moments" if self.sample_posterior else "mean"
             identity = {"vae": str(path.resolve()), "scale": self.scale, "shift": self.shift, "mode": mode}
             self.cache = LatentCache(cache, identity)
+
+    def check_channels(self, expected: int | None, owner: str) -> None:
+        """A config that states its latent channels (FlexTok's released models: 16) refuses a VAE with other
+        latents, naming both numbers, rather than failing later in a shape mismatch or training on the wrong VAE."""
+        if expected is not None and expected != self.channels:
+            raise ValueError(f"{owner}: the VAE at vae_path {self.path} has {self.channels} latent channels "
+                             f"(its config.json latent_channels), the config states latent_channels: {expected}; "
+                             "point vae_path at a VAE with that many channels, or change latent_channels")
 
     def _on(self, x: torch.Tensor) -> torch.Tensor:
         if next(self.vae.parameters()).device != x.device:

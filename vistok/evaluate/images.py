@@ -34,6 +34,7 @@ from vistok.metrics.codebook import CodebookStats
 from vistok.metrics.codecs import CodecSweep, check_codecs
 from vistok.metrics.fid import FID, InceptionFeatures
 from vistok.metrics.pixel import LPIPS_SKIPPED, PixelMetrics, load_lpips, lpips_networks, lpips_protocol
+from vistok.metrics.protocol import protocol_lines
 from vistok.metrics.report import plot_rate_distortion, save_image_grid
 from vistok.tokenizers.prefixes import decode_prefixes, pow2_lengths
 from vistok.training_record import FLATTERED_RFID
@@ -241,8 +242,8 @@ def _write(result: dict[str, Any], out: Path, shown: list[torch.Tensor], ladder:
            sweeps: list[CodecSweep], rows: list[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "metrics.csv", "w", newline="") as f:
-        for column, p in result["protocol"].items():
-            f.write(f"# {column}: " + "; ".join(f"{k}={v}" for k, v in p.items() if v is not None) + "\n")
+        for line in protocol_lines(result["protocol"]):
+            f.write(f"# {line}\n")
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)

@@ -34,6 +34,7 @@ from vistok.data.images import to_uint8
 from vistok.metrics.frechet import GaussianStats
 from vistok.metrics.fvd import CLIP_FRAMES, I3DFeatures, protocol
 from vistok.metrics.pixel import LPIPS_SKIPPED, lpips_networks, lpips_protocol, psnr_ssim
+from vistok.metrics.protocol import protocol_lines
 
 log = logging.getLogger("vistok.metrics")
 FVD_SKIPPED = "rFVD skipped (asked for: --no-fvd)"
@@ -224,9 +225,8 @@ def evaluate_videos(
         out.mkdir(parents=True, exist_ok=True)
         (out / "video_metrics.json").write_text(json.dumps({**result, "per_clip": rows}, indent=2))
         with open(out / "video_metrics.csv", "w", newline="") as f:
-            for column, p in result["protocol"].items():
-                if p:
-                    f.write(f"# {column}: " + "; ".join(f"{k}={v}" for k, v in p.items() if v is not None) + "\n")
+            for line in protocol_lines(result["protocol"]):
+                f.write(f"# {line}\n")
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)

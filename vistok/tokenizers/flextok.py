@@ -59,7 +59,8 @@ class FlexTokVAEEncoder(Encoder):
     `vae_path`: a local AutoencoderKL directory (None: the patches are cut from the pixels; for CPU tests and
     configs without a VAE). `patch_size` counts pixels in both spaces, as `FlowDecoder`'s: with FlexTok's 8x VAE,
     16 px is its latent patch 2, so a config runs with or without a VAE at the same sequence length.
-    `latent_scale`: overrides the VAE's scaling_factor.
+    `latent_scale`: overrides the VAE's scaling_factor. `latent_channels`: the VAE's latent channels the config
+    expects (FlexTok's: 16); a VAE with other latents is refused by name (None: any).
     `sample_posterior`: FlexTok samples the posterior (its encoder is then stochastic: fix torch's seed for
     repeatable ids); False takes the mean. `pos_grid`: the (rows, columns) of the sin-cos table, cropped to the
     patch grid (FlexTok builds it for its largest grid). Shapes: images (B, 3, H, W) -> latents (B, C, h, w) ->
@@ -80,6 +81,7 @@ class FlexTokVAEEncoder(Encoder):
         num_tokens: int = 256,
         token_dim: int = 6,
         pos_grid: tuple[int, int] | None = None,
+        latent_channels: int | None = None,
     ) -> None:
         super().__init__()
         from vistok.decoders.latent import FrozenVAE
@@ -90,6 +92,8 @@ class FlexTokVAEEncoder(Encoder):
         # FlexTok scales latents by the VAE's scaling factor only (no shift_factor).
         self.vae = None if vae_path is None else FrozenVAE(vae_path, latent_scale, 0.0,
                                                           sample_posterior=sample_posterior)
+        if self.vae is not None:
+            self.vae.check_channels(latent_channels, "FlexTokVAEEncoder")
         factor = 1 if self.vae is None else self.vae.downsample
         self.channels = 3 if self.vae is None else self.vae.channels
         if h % patch_size or w % patch_size or patch_size % factor:

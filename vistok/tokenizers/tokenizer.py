@@ -39,7 +39,7 @@ from vistok.tokenizers.encoder import Encoder
 @dataclass
 class TokenizerOutput:
     recon: torch.Tensor | None  # (B, C, H, W) raw decoder output; None from a generative decoder in training
-    quant: QuantizerOutput  # codes/indices for all N tokens
+    quant: QuantizerOutput | None  # codes/indices for all N tokens; None from a VAE (vistok.decoders.kl_vae)
     valid: torch.Tensor | None  # (B, K) tokens the decoder saw, None if all of them
     # The loss terms the model itself produces, unweighted (`vistok.trainers.losses`): "quantizer" always,
     # "flow" from a generative decoder's own objective, "prior" from an AR prior (LARP) when one is plugged in.
@@ -338,11 +338,14 @@ class Tokenizer(nn.Module):
         return ids.long(), None
 
     # --- export ------------------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write an export directory atomically; a non-empty `path` is replaced only with `overwrite`."""
+    def save_pretrained(self, path: str | Path, overwrite: bool = False,
+                        evaluation: list[dict[str, Any]] | None = None) -> Path:
+        """Write an export directory atomically; a non-empty `path` is replaced only with `overwrite`.
+        `evaluation`: `vistok eval` results (`vistok.metrics.protocol.load_result`) whose numbers and per-metric
+        protocols the model card records."""
         from vistok.saving import save_pretrained
 
-        return save_pretrained(self, path, overwrite=overwrite)
+        return save_pretrained(self, path, overwrite=overwrite, evaluation=evaluation)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Tokenizer:

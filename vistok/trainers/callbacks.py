@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 
+from vistok.decoders.kl_vae import KLAutoencoder
 from vistok.metrics.codebook import code_counts, usage_from_counts
 from vistok.metrics.report import save_image_grid
 from vistok.tokenizers.prefixes import pow2_lengths, prefix_reconstructions
@@ -82,10 +83,15 @@ class ReconstructionGrid(pl.Callback):
             self._batch = None
             return
         tok, x = pl_module.tokenizer, self._batch
-        ks = pow2_lengths(tok.max_tokens) if tok.token_dropout is not None else [tok.max_tokens]
-        columns = [_middle_frame(c) for c in [x] + [recon for _, recon in prefix_reconstructions(tok, x, ks)]]
+        if isinstance(tok, KLAutoencoder):  # a VAE: its reconstruction from the posterior mean
+            with torch.no_grad():
+                columns, labels = [x, tok.decode(tok.encode(x)).clamp(-1, 1)], ["input", "VAE"]
+        else:
+            ks = pow2_lengths(tok.max_tokens) if tok.token_dropout is not None else [tok.max_tokens]
+            columns = [_middle_frame(c) for c in [x] + [recon for _, recon in prefix_reconstructions(tok, x, ks)]]
+            labels = ["input"] + [f"K={k}" for k in ks]
         out = log_dir / "reconstructions" / f"step_{trainer.global_step:06d}.png"
-        save_image_grid(columns, out, ["input"] + [f"K={k}" for k in ks], f"step {trainer.global_step}")
+        save_image_grid(columns, out, labels, f"step {trainer.global_step}")
         log_image(trainer.loggers, "val/reconstructions", out, trainer.global_step)
         self._batch = None
 

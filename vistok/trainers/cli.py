@@ -44,6 +44,7 @@ LINKS = (
     ("encoder.init_args.image_size", ("decoder.init_args.image_size",)),
     ("encoder.init_args.in_channels", ("decoder.init_args.out_channels", "decoder.init_args.image_channels")),
     ("encoder.init_args.num_frames", ("decoder.init_args.num_frames",)),
+    ("encoder.init_args.latent_channels", ("decoder.init_args.latent_channels",)),  # FlexTok's VAE latents
 )
 # (data argument, the encoder argument it takes its value from): stated once, in the model
 DATA_LINKS = (("image_size", "image_size"), ("frames", "num_frames"))
@@ -161,7 +162,10 @@ def link_data_to_model(config: Any) -> None:
     data = config.get("data")
     init = data.get("init_args") if data is not None and "class_path" in data else data
     try:
-        encoder = config.model.tokenizer.init_args.encoder.init_args
+        model = config.model.tokenizer
+        # A VAE (vistok.decoders.kl_vae.KLAutoencoder) states image_size itself; a Tokenizer in its encoder.
+        vae = str(model.class_path).endswith(".KLAutoencoder")
+        encoder = model.init_args if vae else model.init_args.encoder.init_args
     except AttributeError:  # a model given some other way: nothing to link
         return
     if init is None or encoder is None:

@@ -34,6 +34,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from vistok.configurable import to_config
+from vistok.decoders.kl_vae import KLAutoencoder
 from vistok.devices import is_multiprocess
 from vistok.metrics.psnr import per_image_psnr
 from vistok.tokenizers.prefixes import prefix_reconstructions
@@ -52,7 +53,7 @@ from vistok.trainers.schedule import warmup_cosine
 class TokenizerSystem(pl.LightningModule):
     def __init__(
         self,
-        tokenizer: Tokenizer,
+        tokenizer: Tokenizer | KLAutoencoder,
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
         betas: tuple[float, float] = (0.9, 0.99),
@@ -72,7 +73,9 @@ class TokenizerSystem(pl.LightningModule):
         whose matching tokenizer weights are loaded now (missing and unexpected names are reported, a shape
         mismatch is refused naming the tensor); a resumed run's checkpoint still wins. `discriminator`
         (e.g. `vistok.nn.discriminator.NLayerDiscriminator`) turns on the adversarial phase with `gan`'s settings
-        (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss in training."""
+        (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss in training.
+        `tokenizer` may also be a `KLAutoencoder` (the VAE stage of a latent-space tokenizer, FlexTok's): it has
+        no quantizer, and its own term is `kl`."""
         super().__init__()
         self.tokenizer = tokenizer
         freeze_zero_lr(tokenizer, lr_scales)  # now, not in configure_optimizers: DDP wraps the model before that
@@ -95,7 +98,7 @@ class TokenizerSystem(pl.LightningModule):
         self.perceptual_weight = perceptual.weight if perceptual is not None else 0.0
         needs_pixels = [what for what, on in (("a discriminator", discriminator is not None),
                                              ("a perceptual loss", self.perceptual is not None)) if on]
-        if needs_pixels and tokenizer.decoder.generative:
+        if needs_pixels and _generative(tokenizer):
             raise ValueError(f"{' and '.join(needs_pixels)} need(s) a reconstruction in training; "
                              f"{type(tokenizer.decoder).__name__} trains on its own objective and returns none")
         self.automatic_optimization = discriminator is None
@@ -131,7 +134,7 @@ class TokenizerSystem(pl.LightningModule):
         if out.recon is not None:
             self.log(f"{stage}/psnr", per_image_psnr(out.recon, x).mean(), prog_bar=True, batch_size=b, on_step=on_step,
                      on_epoch=not on_step, sync_dist=sync)
-        for name, value in out.quant.metrics.items():
+        for name, value in (out.quant.metrics.items() if out.quant is not None else ()):  # a VAE has no quantizer
             self.log(f"{stage}/q_{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
         # Logged on every batch, 0 included: a synced key must be logged by every rank, or the reduction waits.
         self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
@@ -221,6 +224,8 @@ class TokenizerSystem(pl.LightningModule):
         if self._all_skipped(batch, "val"):
             return None
         _, out = self._step(batch, "val")
+        if isinstance(self.tokenizer, KLAutoencoder):
+            return None  # no tokens: no prefixes, no codebook
         indices = out.quant.indices
         if self.tokenizer.token_dropout is not None:
             # Quality per prefix length: the point of a flexible-length tokenizer.
@@ -323,12 +328,14 @@ class TokenizerSystem(pl.LightningModule):
         """The losses this system trains with, for the checkpoint, the export and `vistok eval` (which says
         when rFID's own Inception network was a training loss)."""
         w = self.loss_weights
-        rec = ({"kind": "flow"} if self.tokenizer.decoder.generative else
+        rec = ({"kind": "flow"} if _generative(self.tokenizer) else
                {"kind": "pixel", "l1": w["l1"], "l2": w["l2"], "colour": w["colour"]})
         adv = None
         if self.adversarial is not None:
             adv = {**asdict(self.adversarial.settings), "discriminator": to_config(self.discriminator)}
-        return {"reconstruction": rec, "quantizer_weight": w["quantizer"], "loss_weights": dict(w),
+        vae = isinstance(self.tokenizer, KLAutoencoder)
+        return {"reconstruction": rec, "quantizer_weight": None if vae else w["quantizer"],
+                **({"kl_weight": w["kl"]} if vae else {}), "loss_weights": dict(w),
                 "perceptual": ({"kind": self.perceptual_kind, "weight": self.perceptual_weight}
                                if self.perceptual is not None else None),
                 "adversarial": adv}
@@ -357,11 +364,22 @@ def _no_closure() -> None:
     return None
 
 
-def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer) -> None:
+def _generative(model: Tokenizer | KLAutoencoder) -> bool:
+    """Whether the model trains on its own objective (a generative decoder) and returns no reconstruction."""
+    return isinstance(model, Tokenizer) and model.decoder.generative
+
+
+def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer | KLAutoencoder) -> None:
     """A non-zero weight given for a term this model cannot produce is a config mistake: refuse it before any
     work (the defaults of absent terms are harmless)."""
+    if isinstance(tokenizer, KLAutoencoder):
+        for name, weight in (given or {}).items():
+            if weight and name in ("quantizer", "flow", "prior"):
+                raise ValueError(f"loss_weights.{name}: a KLAutoencoder has no {name} term (its own term is kl)")
+        return
     generative = tokenizer.decoder.generative
-    why = {"prior": "the tokenizer has no AR prior (Tokenizer(prior=...))" if tokenizer.prior is None else None,
+    why = {"kl": "only a KLAutoencoder (a VAE) has a KL term",
+           "prior": "the tokenizer has no AR prior (Tokenizer(prior=...))" if tokenizer.prior is None else None,
            "flow": None if generative else f"{type(tokenizer.decoder).__name__} is not a generative decoder",
            **{name: (f"{type(tokenizer.decoder).__name__} trains on its own objective and returns no reconstruction"
                      if generative else None) for name in PIXEL_TERMS}}
