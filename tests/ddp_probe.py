@@ -57,8 +57,9 @@ class RankProbe(pl.Callback):
             "codebook_tensors": sum("codebook" in k for k in state),
             "codebook_synced": [bool(m.vq._codebook.use_ddp) for m in vq],
             "steps": trainer.global_step,
-            "discriminator": (digest(pl_module.discriminator.state_dict())
-                              if getattr(pl_module, "discriminator", None) is not None else None),
+            "discriminator": [digest(d.state_dict()) if d is not None else None
+                              for d in (getattr(pl_module, "discriminator", None),
+                                        getattr(pl_module, "video_discriminator", None))],
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))

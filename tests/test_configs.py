@@ -38,6 +38,8 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
         args += [f"{prefix}.encoder.init_args.num_frames={short}"] if encoder.get("num_frames", 17) > short else []
     else:
         args.append("--data.val_length=2")
+    if (doc["model"].get("video_discriminator") or {}).get("init_args", {}).get("depth", 1) > 1:
+        args.append("--model.video_discriminator.init_args.depth=1")  # LARP's transformer discriminator: one layer
     if doc["model"]["tokenizer"]["init_args"]["decoder"]["class_path"].endswith("FlowDecoder"):
         # validation decodes every pow2 prefix twice (metrics, grid): 2 Euler steps instead of 25
         args.append(f"{prefix}.decoder.init_args.sampler.init_args.steps=2")

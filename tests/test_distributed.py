@@ -102,7 +102,7 @@ def test_ddp_with_a_discriminator_keeps_both_ranks_equal(tmp_path):
     assert a["steps"] == b["steps"] == 5
     assert a["weights"] == b["weights"], "tokenizer weights differ between ranks"
     assert a["codebook"] == b["codebook"], "VQ codebooks differ between ranks"
-    assert a["discriminator"] is not None and a["discriminator"] == b["discriminator"], "discriminators differ"
+    assert a["discriminator"][0] is not None and a["discriminator"] == b["discriminator"], "discriminators differ"
 
 
 def test_map_style_sampler_splits_an_epoch_across_ranks():

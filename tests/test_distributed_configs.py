@@ -53,9 +53,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _selected() -> list[Path]:
+    """VISTOK_DDP_CONFIGS=stem,stem runs only those configs (the fixture trains every config otherwise, whatever
+    -k selects)."""
+    names = [n for n in os.environ.get("VISTOK_DDP_CONFIGS", "").split(",") if n]
+    return [c for c in CONFIGS if c.stem in names] if names else CONFIGS
+
+
 def _jobs(tmp_path: Path) -> list[tuple[str, list[str]]]:
     jobs = []
-    for config in CONFIGS:
+    for config in _selected():
         root = tmp_path / config.stem
         args = [a for a in _tiny_overrides(config, root) if not a.startswith(("--trainer.max_steps",
                                                                               "--trainer.val_check_interval"))]
@@ -99,6 +106,8 @@ def every_config_on_two_ranks(tmp_path_factory):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_config_trains_on_two_processes(every_config_on_two_ranks, config):
+    if config not in _selected():
+        pytest.skip("not in VISTOK_DDP_CONFIGS")
     tmp_path, done, logs = every_config_on_two_ranks
     for rank in (0, 1):
         assert config.stem in done[rank], f"rank {rank} did not finish {config.stem}:\n{logs[rank][-4000:]}"

@@ -186,15 +186,15 @@ def test_nan_batch_stops_the_run_naming_step_and_term_keeping_the_last_good_chec
 
 
 def test_nan_discriminator_loss_is_named(tmp_path, monkeypatch):
-    real = adversarial_module.hinge_d_loss
+    real = adversarial_module.discriminator_loss
     calls = []
 
-    def poisoned(lr, lf):
+    def poisoned(lr, lf, *args):
         calls.append(1)
-        out = real(lr, lf)
+        out = real(lr, lf, *args)
         return out * float("nan") if len(calls) == 2 else out
 
-    monkeypatch.setattr(adversarial_module, "hinge_d_loss", poisoned)
+    monkeypatch.setattr(adversarial_module, "discriminator_loss", poisoned)
     system = _system(start=2)
     with pytest.raises(NonFiniteError, match=r"step 3: the 'gan_d' loss is nan"):
         _trainer(tmp_path, 6).fit(system, datamodule=_data())

@@ -102,10 +102,16 @@ def _losses_text(losses: dict[str, Any]) -> str:
         parts.append(f"perceptual {losses['perceptual']['kind']} x {losses['perceptual']['weight']}")
     adv = losses.get("adversarial")
     if adv:
-        disc = adv.get("discriminator", {}).get("class_path", "?").rsplit(".", 1)[-1]
-        weight = f"{'adaptive weight x ' if adv.get('adaptive') else 'weight '}{adv.get('weight')}"
-        lecam = f", LeCAM {adv['lecam_weight']}" if adv.get("lecam_weight") else ""
-        parts.append(f"GAN ({disc}, {adv.get('generator_loss')}, {weight}{lecam}, from step {adv.get('start_step')})")
+        discs = [(key, (adv.get(key) or {}).get("class_path", "?").rsplit(".", 1)[-1])
+                 for key in ("discriminator", "video_discriminator") if adv.get(key)]
+        for key, disc in discs:
+            value = adv.get("weight") if key == "discriminator" else adv.get("video_weight")
+            weight = f"{'adaptive weight x ' if adv.get('adaptive') else 'weight '}{value}"
+            lecam = f", LeCAM {adv['lecam_weight']}" if adv.get("lecam_weight") else ""
+            parts.append(f"GAN ({disc}, {adv.get('generator_loss')}, {weight}{lecam}, from step "
+                         f"{adv.get('start_step')})")
+        if adv.get("feature_matching"):
+            parts.append(f"GAN feature matching x {adv['feature_matching']}")
     return ", ".join(parts)
 
 
@@ -133,6 +139,11 @@ def save_pretrained(tokenizer: Any, path: str | Path, state_dict: dict[str, torc
     renamed in, the old one deleted: readers see the old or the new export, never a mixture).
     """
     path = Path(path)
+    if getattr(tokenizer, "continuous", False):
+        raise ValueError(f"cannot export to {path}: the tokenizer has a continuous KL bottleneck "
+                         f"({type(tokenizer.quantizer).__name__}) and no codebook or token ids, which an export "
+                         "directory describes (codebook.safetensors, tokens.json); load its fit checkpoint instead "
+                         "(Tokenizer.from_pretrained(ckpt), encode_latents / decode_latents)")
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()):

@@ -2,7 +2,7 @@
 
 from vistok.nn.attention import Attention, key_padding_mask
 from vistok.nn.blocks import MLP, Transformer, TransformerBlock
-from vistok.nn.discriminator import NLayerDiscriminator
+from vistok.nn.discriminator import NLayerDiscriminator, NLayerDiscriminator3D
 from vistok.nn.patch import ConvStem, ConvUpsampleHead, PatchEmbed2D, unpatchify
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "ConvUpsampleHead",
     "MLP",
     "NLayerDiscriminator",
+    "NLayerDiscriminator3D",
     "PatchEmbed2D",
     "Transformer",
     "TransformerBlock",

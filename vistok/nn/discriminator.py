@@ -1,15 +1,24 @@
-"""PatchGAN discriminator (pix2pix, Isola et al. 2017, "Image-to-Image Translation with Conditional
-Adversarial Networks"), in the form VQGAN (Esser et al. 2021, taming-transformers `NLayerDiscriminator`) and
-TiTok's training code use.
+"""PatchGAN discriminators (pix2pix, Isola et al. 2017, "Image-to-Image Translation with Conditional
+Adversarial Networks"): the 2-D one in the form VQGAN (Esser et al. 2021, taming-transformers
+`NLayerDiscriminator`) and TiTok's training code use, and its 3-D twin that judges whole clips, as TATS (Ge et al.
+2022) and OmniTokenizer (Wang et al. 2024, `NLayerDiscriminator3D`) use beside the per-frame one.
 
 Layout: a 4x4 stride-2 conv (no norm) + LeakyReLU(0.2), then `n_layers - 1` further 4x4 stride-2 stages and
 one 4x4 stride-1 stage with norm + LeakyReLU(0.2), channels `ndf * min(2**i, 8)`, and a final 4x4 stride-1
-conv to one logit per patch. A 256 px image with `n_layers=3` gives (B, 1, 30, 30) logits.
+conv to one logit per patch. A 256 px image with `n_layers=3` and `padding=1` gives (B, 1, 30, 30) logits; the
+3-D one has 4x4x4 kernels, strides in time as in space, and gives (B, 1, T', H', W').
+
+`features(x)` returns the output of every stage, the logits last: pix2pixHD's GAN feature-matching loss
+(Wang et al. 2018), which OmniTokenizer adds to the generator's loss, compares them between real and
+reconstructed inputs (`vistok.trainers.adversarial`).
 
 Departures from taming: the norm is a choice (`"batch"` as taming, `"group"` whose statistics do not depend
 on the batch or on the process count under DDP, or `"none"`); convs before a norm have no bias (as taming's
-BatchNorm path, for every norm); the weights are initialised as taming's `weights_init` (N(0, 0.02) convs,
-N(1, 0.02) norm scales) in the constructor rather than by an external `apply`.
+BatchNorm path, for every norm; OmniTokenizer's keep theirs); the weights are initialised as taming's
+`weights_init` (N(0, 0.02) convs, N(1, 0.02) norm scales) in the constructor rather than by an external `apply`.
+`padding` is taming's 1 by default; OmniTokenizer's discriminators use 2 (`ceil((4 - 1) / 2)`). Not reproduced
+from OmniTokenizer: the input noise and blur layers (`--apply_noise`, `--apply_blur`) and the BatchNorm +
+LeakyReLU its 3-D discriminator puts after the last conv (the logits here are the conv's, as in 2-D).
 """
 
 from __future__ import annotations
@@ -20,55 +29,104 @@ import torch
 from torch import nn
 
 from vistok.configurable import configurable
-from vistok.nn.global_batch_norm import GlobalBatchNorm2d
+from vistok.nn.global_batch_norm import GlobalBatchNorm2d, GlobalBatchNorm3d
 
 NORMS = ("batch", "group", "none")
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def _norm(kind: str, channels: int, dims: int) -> nn.Module:
     if kind == "batch":  # its statistics cover the global batch under DDP (set_distributed, by the system)
-        return GlobalBatchNorm2d(channels)
+        return GlobalBatchNorm2d(channels) if dims == 2 else GlobalBatchNorm3d(channels)
     if kind == "group":
         return nn.GroupNorm(math.gcd(32, channels), channels)  # 32 groups when the width allows
     return nn.Identity()
 
 
-@configurable
-class NLayerDiscriminator(nn.Module):
-    """(B, in_channels, H, W) images in [-1, 1] -> (B, 1, H', W') real/fake logits, one per patch."""
+def _check(name: str, in_channels: int, ndf: int, n_layers: int, norm: str, padding: int) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"{name}: norm must be one of {NORMS}, got {norm!r}")
+    if n_layers < 1:
+        raise ValueError(f"{name}: n_layers must be >= 1, got {n_layers}")
+    if in_channels < 1 or ndf < 1:
+        raise ValueError(f"{name}: in_channels and ndf must be >= 1, got {in_channels}, {ndf}")
+    if padding not in (1, 2):
+        raise ValueError(f"{name}: padding must be 1 (taming) or 2 (OmniTokenizer), got {padding}")
 
-    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
-        super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"NLayerDiscriminator: norm must be one of {NORMS}, got {norm!r}")
-        if n_layers < 1:
-            raise ValueError(f"NLayerDiscriminator: n_layers must be >= 1, got {n_layers}")
-        if in_channels < 1 or ndf < 1:
-            raise ValueError(f"NLayerDiscriminator: in_channels and ndf must be >= 1, got {in_channels}, {ndf}")
+
+class _PatchGAN(nn.Module):
+    """The layout above in `dims` (2 or 3) dimensions; `main` is one Sequential (the checkpoint names of the
+    2-D discriminator are those of earlier vistok versions)."""
+
+    dims: int
+
+    def _build(self, in_channels: int, ndf: int, n_layers: int, norm: str, padding: int) -> None:
+        _check(type(self).__name__, in_channels, ndf, n_layers, norm, padding)
+        conv = nn.Conv2d if self.dims == 2 else nn.Conv3d
         bias = norm == "none"
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [conv(in_channels, ndf, 4, 2, padding), nn.LeakyReLU(0.2, True)]
         width = ndf
         for i in range(1, n_layers + 1):
             stride = 2 if i < n_layers else 1  # the last stage keeps the resolution
             out = ndf * min(2 ** i, 8)
-            layers += [nn.Conv2d(width, out, 4, stride, 1, bias=bias), _norm(norm, out), nn.LeakyReLU(0.2, True)]
+            layers += [conv(width, out, 4, stride, padding, bias=bias), _norm(norm, out, self.dims),
+                       nn.LeakyReLU(0.2, True)]
             width = out
-        layers.append(nn.Conv2d(width, 1, 4, 1, 1))
+        layers.append(conv(width, 1, 4, 1, padding))
         self.main = nn.Sequential(*layers)
+        self.in_channels, self.n_layers = in_channels, n_layers
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm)):
                 nn.init.normal_(m.weight, 1.0, 0.02)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != self.main[0].in_channels:
-            raise ValueError(f"NLayerDiscriminator expects (B, {self.main[0].in_channels}, H, W) images, "
-                             f"got {tuple(images.shape)}")
-        return self.main(images)  # (B, 1, H', W')
+    def _check_input(self, x: torch.Tensor) -> None:
+        want = "(B, {}, H, W) images" if self.dims == 2 else "(B, {}, T, H, W) clips"
+        if x.ndim != self.dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects {want.format(self.in_channels)}, got {tuple(x.shape)}")
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each of the `n_layers + 1` stages (after its activation), then the logits: what GAN
+        feature matching compares (every entry but the last)."""
+        self._check_input(x)
+        out = []
+        for layer in self.main:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return out + [x]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.main(x)
+
+
+@configurable
+class NLayerDiscriminator(_PatchGAN):
+    """(B, in_channels, H, W) images in [-1, 1] -> (B, 1, H', W') real/fake logits, one per patch."""
+
+    dims = 2
+
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "batch",
+                 padding: int = 1) -> None:
+        super().__init__()
+        self._build(in_channels, ndf, n_layers, norm, padding)
+
+
+@configurable
+class NLayerDiscriminator3D(_PatchGAN):
+    """(B, in_channels, T, H, W) clips in [-1, 1] -> (B, 1, T', H', W') real/fake logits, one per space-time
+    patch: it sees motion, which a per-frame discriminator cannot."""
+
+    dims = 3
+
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "batch",
+                 padding: int = 2) -> None:
+        super().__init__()
+        self._build(in_channels, ndf, n_layers, norm, padding)

@@ -10,7 +10,8 @@ under DDP each rank normalised by its own per-process batch and kept its own run
 then overwrote with rank 0's before every forward: the global batch was not what the normalisation saw.
 Same parameters and buffers as `nn.BatchNorm1d`: checkpoints load either way.
 
-Shapes: (B, C) or (B, C, L), statistics per channel C over the other dimensions.
+Shapes: (B, C) or (B, C, L), statistics per channel C over the other dimensions (`GlobalBatchNorm2d`,
+`GlobalBatchNorm3d`: image and clip feature maps).
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ class GlobalBatchNorm1d(_GlobalStatistics, nn.BatchNorm1d):
 
 class GlobalBatchNorm2d(_GlobalStatistics, nn.BatchNorm2d):
     """(B, C, H, W): the same for image feature maps (a discriminator's BatchNorm)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.sync = False
+
+    def set_distributed(self, enabled: bool) -> bool:
+        self.sync = bool(enabled)
+        return self.sync
+
+
+class GlobalBatchNorm3d(_GlobalStatistics, nn.BatchNorm3d):
+    """(B, C, T, H, W): the same for clip feature maps (the 3-D video discriminator's BatchNorm)."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)

@@ -43,6 +43,10 @@ class Quantizer(nn.Module):
     """Base class: subclasses implement `quantize`, `indices_to_codes` and `codebook_size`."""
 
     dim: int  # size of the vectors going in and coming out
+    # A continuous bottleneck (`vistok.quantizers.gaussian`) has no codebook and no ids: `Tokenizer.encode` /
+    # `decode`, exports and token shards refuse it. `loss_name`: the name of `QuantizerOutput.loss` as a loss term.
+    continuous: bool = False
+    loss_name: str = "quantizer"
 
     @property
     def codebook_size(self) -> int:

@@ -172,6 +172,10 @@ def _load_model(model: Any, device: str | torch.device | None) -> tuple[Any, str
         if not Path(model).exists():
             raise FileNotFoundError(f"model {model} not found (expected an export directory or a .ckpt file)")
         model = load_tokenizer(model)
+    if getattr(model, "continuous", False):  # before any output is written
+        raise ValueError(f"token shards need token ids; {path or 'this model'} has a continuous KL bottleneck "
+                         f"({type(model.quantizer).__name__}) and gives latents, not ids "
+                         "(Tokenizer.encode_latents)")
     return model.to(resolve_device(device)).eval(), path
 
 

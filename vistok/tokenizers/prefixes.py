@@ -32,5 +32,10 @@ def decode_prefixes(tokenizer: Any, ids: torch.Tensor, lengths: Sequence[int] | 
 
 def prefix_reconstructions(tokenizer: Any, images: torch.Tensor, lengths: Sequence[int] | None = None,
                            **decode_kwargs: Any) -> Iterator[tuple[int, torch.Tensor]]:
-    """`decode_prefixes` of the images' own tokens: images (B, 3, H, W) in [-1, 1] are encoded once."""
+    """`decode_prefixes` of the images' own tokens: images (B, 3, H, W) in [-1, 1] are encoded once. A
+    continuous (KL) bottleneck has no ids and no prefixes: its one reconstruction, from all its latents."""
+    if getattr(tokenizer, "continuous", False):
+        latents = tokenizer.encode_latents(images)
+        yield latents.shape[1], tokenizer.decode_latents(latents, **decode_kwargs)
+        return
     yield from decode_prefixes(tokenizer, tokenizer.encode(images), lengths, **decode_kwargs)

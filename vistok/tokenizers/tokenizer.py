@@ -165,7 +165,7 @@ class Tokenizer(nn.Module):
             images = images.unsqueeze(2)  # (B, C, 1, H, W)
         self.input_spec.check(images)  # shape only: no device sync per step
         quant = self.quantizer(self.encoder(images))  # codes (B, N, d)
-        losses = {"quantizer": quant.loss}
+        losses = {self.quantizer.loss_name: quant.loss}  # "quantizer", or "kl" from a continuous bottleneck
         if self.prior is not None:
             from vistok.tokenizers.ar_prior import ar_prior_loss
 
@@ -197,6 +197,7 @@ class Tokenizer(nn.Module):
         tok.image_size)` loads files, PIL images or uint8 arrays, resized and cropped as the CLI does, in this
         range. A batch with no
         negative value at all but values in [0, 1] gives a warning (once per process)."""
+        self._require_ids("encode")
         if self.frame_tokens is None:
             if chunk is not None:
                 raise ValueError("chunk is for space-time grid (causal video) tokenizers; this one gives 1D tokens")
@@ -276,6 +277,7 @@ class Tokenizer(nn.Module):
         (videos (B, 3, T, H, W) for a video model; a grid tokenizer takes whole latent frames, any number of
         them, and `chunk` decodes `chunk` latent frames at a time). `steps`, `guidance_scale`, `seed` drive a
         generative decoder's sampler and are ignored by a pixel decoder."""
+        self._require_ids("decode")
         _check_sampling(steps, guidance_scale, seed)
         ids, valid = self._batch_ids(ids)
         codes = self.quantizer.indices_to_codes(ids.to(self.device)).float()  # (B, K, d)
@@ -289,6 +291,44 @@ class Tokenizer(nn.Module):
                     if v is not None}
         valid = None if valid is None else valid.to(self.device)
         return self.decoder.reconstruct(codes, valid, **sampling).clamp(-1, 1)
+
+    @property
+    def continuous(self) -> bool:
+        """True when the bottleneck is continuous (a KL / VAE bottleneck, `vistok.quantizers.gaussian`): latents,
+        no token ids."""
+        return bool(getattr(self.quantizer, "continuous", False))
+
+    def _require_ids(self, what: str) -> None:
+        if self.continuous:
+            raise ValueError(f"{what}: this tokenizer has a continuous KL bottleneck "
+                             f"({type(self.quantizer).__name__}) and no token ids; use encode_latents / "
+                             "decode_latents")
+
+    @torch.no_grad()
+    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """images (as `encode` takes them) -> the (B, N, d) float32 vectors the decoder reads: a continuous
+        bottleneck's posterior mean, or a quantizer's code vectors (what `decode` looks its ids up as)."""
+        z = self.encoder(self.check_images(images))
+        posterior = getattr(self.quantizer, "posterior", None)
+        if posterior is not None:
+            with torch.autocast(device_type=z.device.type, enabled=False):
+                return posterior(z.float())[0]
+        return self.quantizer(z).codes
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor, steps: int | None = None, guidance_scale: float | None = None,
+                       seed: int | None = None) -> torch.Tensor:
+        """(B, N, d) latents from `encode_latents` -> pixels in [-1, 1], as `decode` returns them."""
+        _check_sampling(steps, guidance_scale, seed)
+        d = self.quantizer.dim
+        if not isinstance(latents, torch.Tensor) or latents.ndim != 3 or latents.shape[-1] != d \
+                or not latents.is_floating_point():
+            raise ValueError(f"latents must be a float tensor (B, N, {d}), got "
+                             f"{tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__}")
+        self._check_length(int(latents.shape[1]))  # 1..N, or whole latent frames of a grid tokenizer
+        sampling = {k: v for k, v in dict(steps=steps, guidance_scale=guidance_scale, seed=seed).items()
+                    if v is not None}
+        return self.decoder.reconstruct(latents.to(self.device, torch.float32), None, **sampling).clamp(-1, 1)
 
     def _check_length(self, k: int, total: int | None = None) -> int:
         """1..max_tokens for a 1D tokenizer; for a grid tokenizer whole latent frames (of `frame_tokens`), up to

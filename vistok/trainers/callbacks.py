@@ -103,14 +103,19 @@ class CodebookUsage(pl.Callback):
         self._counts: torch.Tensor | None = None
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.tokenizer.continuous:  # a KL bottleneck: no codebook to count
+            self._counts = None
+            return
         self._counts = torch.zeros(pl_module.tokenizer.codebook_size, dtype=torch.long, device=pl_module.device)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if outputs and "indices" in outputs:
+        if self._counts is not None and outputs and "indices" in outputs:
             self._counts += code_counts(outputs["indices"], self._counts.numel())
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._counts is None:
+            return
         counts = trainer.strategy.reduce(self._counts, reduce_op="sum")  # summed over processes
         stats = usage_from_counts(counts)
         # Equal on every rank already: sync_dist averages equal values (and tells Lightning they are global).

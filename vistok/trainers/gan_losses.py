@@ -1,7 +1,8 @@
 """Adversarial losses as pure functions (they never log), following VQGAN (Esser et al. 2021,
 taming-transformers `VQLPIPSWithDiscriminator`) and TiTok's / MaskGIT's training code.
 
-- `hinge_d_loss`: mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))), halved as in taming.
+- `hinge_d_loss`: mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))), halved as in taming; `discriminator_loss`
+  picks it or LARP's non-saturating forms (BCE real 1 / fake 0, plain or with one-sided noisy labels).
 - `generator_loss`: hinge (-mean D(G(z)), taming and TiTok) or non-saturating (softplus(-D(G(z)))).
 - LeCAM regularisation (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under Limited Data"):
   mean(relu(D(x) - ema_fake)^2) + mean(relu(ema_real - D(G(z)))^2), with exponential moving averages of the
@@ -23,6 +24,31 @@ import torch.nn.functional as F
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Discriminator hinge loss, 0.5 * (mean relu(1 - real) + mean relu(1 + fake)); pass detached fakes."""
     return 0.5 * (F.relu(1.0 - logits_real.float()).mean() + F.relu(1.0 + logits_fake.float()).mean())
+
+
+DISCRIMINATOR_LOSSES = ("hinge", "non_saturating", "non_saturating_smooth")
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, kind: str = "hinge",
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """The discriminator's loss on real and (detached) fake logits: `"hinge"` (`hinge_d_loss`),
+    `"non_saturating"` BCE(real, 1) + BCE(fake, 0) (LARP's `ns`, not halved), or `"non_saturating_smooth"` the same
+    with noisy one-sided targets (LARP's `ns_smooth`): real 1 - |n| * 0.15 clamped to >= 0.7, fake |n| * 0.15 clamped
+    to <= 0.3, n ~ N(0, 1) drawn from `generator`."""
+    real, fake = logits_real.float(), logits_fake.float()
+    if kind == "hinge":
+        return hinge_d_loss(real, fake)
+    if kind == "non_saturating":
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if kind == "non_saturating_smooth":
+        def noise(t: torch.Tensor) -> torch.Tensor:
+            return torch.randn(t.shape, generator=generator, device=t.device).abs() * 0.15
+
+        real_target = (1.0 - noise(real)).clamp_min(0.7)
+        fake_target = noise(fake).clamp_max(0.3)
+        return (F.binary_cross_entropy_with_logits(real, real_target)
+                + F.binary_cross_entropy_with_logits(fake, fake_target))
+    raise ValueError(f"discriminator_loss: kind must be one of {DISCRIMINATOR_LOSSES}, got {kind!r}")
 
 
 def generator_loss(logits_fake: torch.Tensor, kind: str = "hinge") -> torch.Tensor:

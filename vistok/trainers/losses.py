@@ -1,8 +1,10 @@
 """The training loss, in one place: named terms and one mapping of weights.
 
 A term is a scalar tensor with a name. The model's forward produces its own terms (`TokenizerOutput.losses`:
-`quantizer`, a generative decoder's `flow`, an AR prior's `prior`, a VAE's `kl`); the pixel terms below compare a
-reconstruction with its target; the training system adds `perceptual` and the adversarial `gan_g`. The system
+`quantizer`, or `kl` from a continuous KL bottleneck or a VAE (`KLAutoencoder`); a generative decoder's `flow`,
+an AR prior's `prior`); the pixel terms below compare a reconstruction with its target; the training system adds
+`perceptual` and the adversarial `gan_g` and `gan_fm` (GAN feature matching), weighted in their own settings. The
+system
 multiplies each term by its weight from one mapping (`TokenizerSystem(loss_weights=...)`, merged over
 `DEFAULT_WEIGHTS`), logs every term under its name in one loop and sums them.
 
@@ -35,11 +37,12 @@ def colour(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # Terms computed from (reconstruction, target) in fp32.
 PIXEL_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": l1, "l2": l2, "colour": colour}
 # Terms the model's forward returns (`TokenizerOutput.losses`) and those the system computes itself.
-MODEL_TERMS = ("quantizer", "flow", "prior", "kl")
-SYSTEM_TERMS = ("perceptual", "gan_g")
+MODEL_TERMS = ("quantizer", "kl", "flow", "prior")
+SYSTEM_TERMS = ("perceptual", "gan_g", "gan_fm")
 
-DEFAULT_WEIGHTS: dict[str, float] = {"l1": 0.0, "l2": 1.0, "colour": 0.0, "quantizer": 1.0, "flow": 1.0,
-                                     "prior": 0.1, "kl": 1e-6}  # kl: Stable Diffusion's KL-f8 VAE weight
+# kl: 1e-6, OmniTokenizer's and latent diffusion's weight for a KL summed over the latent and averaged over the batch.
+DEFAULT_WEIGHTS: dict[str, float] = {"l1": 0.0, "l2": 1.0, "colour": 0.0, "quantizer": 1.0, "kl": 1e-6, "flow": 1.0,
+                                     "prior": 0.1}
 
 
 def resolve_weights(given: dict[str, float] | None) -> dict[str, float]:

@@ -1,9 +1,10 @@
 """`TokenizerSystem`: the thin LightningModule that trains a `Tokenizer`.
 
-Loss = the weighted sum of named terms (`vistok.trainers.losses`): the model's own (quantizer; a generative
-decoder's objective, e.g. rectified flow; an AR prior), the pixel terms (L1/L2/colour), optionally a perceptual
-loss (`perceptual:`, `vistok.trainers.perceptual`) and, with a `discriminator`, an adversarial phase (`gan:`,
-`vistok.trainers.adversarial`). The weights are one mapping, `loss_weights`; every term is logged under its
+Loss = the weighted sum of named terms (`vistok.trainers.losses`): the model's own (quantizer, or a continuous
+bottleneck's KL; a generative decoder's objective, e.g. rectified flow; an AR prior), the pixel terms
+(L1/L2/colour), optionally a perceptual loss (`perceptual:`, `vistok.trainers.perceptual`) and, with a
+`discriminator` and/or a `video_discriminator`, an adversarial phase (`gan:`, `vistok.trainers.adversarial`:
+the GAN term and GAN feature matching). The weights are one mapping, `loss_weights`; every term is logged under its
 name in one loop. One step shared by training and
 validation; EMA, recon grids, codebook usage and the quantizer warm-up are callbacks
 (`vistok.trainers.callbacks`). Training randomness (token-dropout lengths, flow noise) comes from per-module
@@ -11,10 +12,11 @@ generators whose states every checkpoint keeps (`vistok.trainers.rng`), so a res
 where the interrupted one stopped. A NaN or infinite loss stops the run before it touches the weights
 (`vistok.trainers.finite`).
 
-Without a discriminator Lightning optimises automatically, as before. With one, the system optimises manually
-with two optimizers: per batch one generator step (the only step Lightning counts, so `max_steps`, checkpoint
-cadence, EMA, schedules and the quantizer warm-up all count generator steps) and, from `gan.start_step` on, one
-discriminator step taken through the strategy without advancing `global_step`. Lightning refuses a trainer
+Without a discriminator Lightning optimises automatically, as before. With one (or two: image and video), the
+system optimises manually with two optimizers (the discriminators share the second): per batch one generator step
+(the only step Lightning counts, so `max_steps`, checkpoint cadence, EMA, schedules and the quantizer warm-up all
+count generator steps) and, from `gan.start_step` on (every `gan.every` steps), one discriminator step taken
+through the strategy without advancing `global_step`. Lightning refuses a trainer
 `gradient_clip_val` under manual optimisation; the system takes that value over and clips both optimizers itself.
 
 Batches are `{"image": (B, 3, H, W)}` or `{"video": (B, 3, T, H, W)}` (float in [-1, 1]); PSNR is per image, or
@@ -65,15 +67,18 @@ class TokenizerSystem(pl.LightningModule):
         discriminator: nn.Module | None = None,
         gan: GANSettings | None = None,
         perceptual: PerceptualSettings | None = None,
+        video_discriminator: nn.Module | None = None,
     ) -> None:
         """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
-        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `loss_weights`: weight per
-        loss term name (`l1`, `l2`, `colour`, `quantizer`, `flow`, `prior`), over `DEFAULT_WEIGHTS` (L2 1, quantizer
-        1, flow 1, prior 0.1); a term this model cannot produce is refused. `init_from`: an export directory or `.ckpt`
-        whose matching tokenizer weights are loaded now (missing and unexpected names are reported, a shape
-        mismatch is refused naming the tensor); a resumed run's checkpoint still wins. `discriminator`
-        (e.g. `vistok.nn.discriminator.NLayerDiscriminator`) turns on the adversarial phase with `gan`'s settings
-        (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss in training.
+        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `loss_weights`: weight per loss
+        term name (`l1`, `l2`, `colour`, `quantizer`, `kl`, `flow`, `prior`), over `DEFAULT_WEIGHTS` (L2 1, quantizer 1,
+        kl 1e-6, flow 1, prior 0.1); a term this model cannot produce is refused. `init_from`: an export directory or
+        `.ckpt` whose matching tokenizer weights are loaded now (missing and unexpected names are reported, a shape
+        mismatch is refused naming the tensor); a resumed run's checkpoint still wins. `discriminator` (e.g.
+        `vistok.nn.discriminator.NLayerDiscriminator`, judging frames) and/or `video_discriminator` (judging clips:
+        `NLayerDiscriminator3D`, `vistok.nn.transformer_discriminator.TransformerDiscriminator`) turn on the adversarial
+        phase with `gan`'s settings (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss
+        in training.
         `tokenizer` may also be a `KLAutoencoder` (the VAE stage of a latent-space tokenizer, FlexTok's): it has
         no quantizer, and its own term is `kl`."""
         super().__init__()
@@ -87,21 +92,25 @@ class TokenizerSystem(pl.LightningModule):
             rank_zero_info(f"init_from {init_from}: loaded {loaded} tensors; missing (kept as initialised) "
                            f"{len(missing)} {missing[:8]}; unexpected (ignored) {len(unexpected)} {unexpected[:8]}")
         self.discriminator = discriminator
+        self.video_discriminator = video_discriminator
+        adversarial = discriminator is not None or video_discriminator is not None
         # Plain values only: the checkpoint is read back with torch.load(weights_only=True).
-        self.save_hyperparameters(ignore=["tokenizer", "discriminator", "gan", "perceptual"])
+        self.save_hyperparameters(ignore=["tokenizer", "discriminator", "video_discriminator", "gan", "perceptual"])
         self.hparams["gan"] = asdict(gan) if gan is not None else None
         self.hparams["perceptual"] = asdict(perceptual) if perceptual is not None else None
         self.loss_weights = resolve_weights(loss_weights)
         _check_terms(loss_weights, tokenizer)
-        self.adversarial = None if discriminator is None else AdversarialLoss(gan or GANSettings())
+        self.adversarial = AdversarialLoss(gan or GANSettings()) if adversarial else None
+        if self.adversarial is not None:
+            _check_discriminators(discriminator, video_discriminator, self.adversarial.settings)
         self.perceptual, self.perceptual_kind = build_perceptual(perceptual)
         self.perceptual_weight = perceptual.weight if perceptual is not None else 0.0
-        needs_pixels = [what for what, on in (("a discriminator", discriminator is not None),
+        needs_pixels = [what for what, on in (("a discriminator", adversarial),
                                              ("a perceptual loss", self.perceptual is not None)) if on]
         if needs_pixels and _generative(tokenizer):
             raise ValueError(f"{' and '.join(needs_pixels)} need(s) a reconstruction in training; "
                              f"{type(tokenizer.decoder).__name__} trains on its own objective and returns none")
-        self.automatic_optimization = discriminator is None
+        self.automatic_optimization = not adversarial
         self._clip: tuple[float, str | None] | None = None
         self._rng: TrainingRNG | None = None
         self._rng_to_load: list[dict[str, Any]] | None = None
@@ -128,9 +137,7 @@ class TokenizerSystem(pl.LightningModule):
         if out.recon is not None:
             self.log(f"{stage}/recon", rec, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
         for name, value in terms.items():  # every term under its own name, unweighted (as its weight scales it)
-            if name != "quantizer":  # logged with the quantizer's metrics below
-                self.log(f"{stage}/{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step,
-                         sync_dist=sync)
+            self.log(f"{stage}/{name}", value, batch_size=b, on_step=on_step, on_epoch=not on_step, sync_dist=sync)
         if out.recon is not None:
             self.log(f"{stage}/psnr", per_image_psnr(out.recon, x).mean(), prog_bar=True, batch_size=b, on_step=on_step,
                      on_epoch=not on_step, sync_dist=sync)
@@ -149,10 +156,9 @@ class TokenizerSystem(pl.LightningModule):
             terms["perceptual"] = self.perceptual_weight * self.perceptual(frames(recon), frames(x))  # clips: per frame
         step, b = self.global_step, x.shape[0]
         if self.adversarial is not None:
-            g, logs = self.adversarial.generator_term(self.discriminator, recon, rec + terms.get("perceptual", 0),
-                                                      self.tokenizer.decoder, step)
-            if g is not None:
-                terms["gan_g"] = g
+            gan, logs = self.adversarial.generator_term(self.discriminator, self.video_discriminator, x, recon,
+                                                        rec + terms.get("perceptual", 0), self.tokenizer.decoder, step)
+            terms.update(gan)  # gan_g, gan_fm
             self._log_all(logs, b)
         return terms
 
@@ -195,7 +201,8 @@ class TokenizerSystem(pl.LightningModule):
         # so that D's step uses only its own loss.
         opt_d.zero_grad(set_to_none=True)
         x = pixels(batch)
-        d_loss, logs = self.adversarial.discriminator_term(self.discriminator, x, out.recon, step)
+        d_loss, logs = self.adversarial.discriminator_term(self.discriminator, self.video_discriminator, x,
+                                                           out.recon, step)
         if d_loss is not None:
             check_losses({"gan_d": d_loss}, step, self._last_checkpoint())
             self.manual_backward(d_loss)
@@ -256,11 +263,12 @@ class TokenizerSystem(pl.LightningModule):
             return warmup_cosine(s, total, warmup, hp.min_lr_ratio)
 
         sched = LambdaLR(opt, schedule)
-        if self.discriminator is None:
+        if self.adversarial is None:
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         g = self.adversarial.settings
         decay = hp.weight_decay if g.weight_decay is None else g.weight_decay
-        opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=hp.lr if g.lr is None else g.lr,
+        opt_d = torch.optim.AdamW([p for d in self._discriminators() for p in d.parameters()],
+                                  lr=hp.lr if g.lr is None else g.lr,
                                   betas=tuple(hp.betas if g.betas is None else g.betas), weight_decay=decay)
         # The discriminator steps once per generator step from the start step on: its k-th step takes the
         # generator's learning-rate factor at step start + k, so both follow one schedule of generator steps.
@@ -270,9 +278,9 @@ class TokenizerSystem(pl.LightningModule):
     # --- processes: model code was built before the process group existed -----------------------------------
     def setup(self, stage: str) -> None:
         sync_quantizers(self.tokenizer, is_multiprocess())  # VQ codebook statistics all-reduced across ranks
-        if self.discriminator is not None:  # its BatchNorm normalises over the global batch, as the tokenizer's
-            sync_quantizers(self.discriminator, is_multiprocess())
-        if self.discriminator is not None and self._trainer is not None and allow_partial_backward(self.trainer):
+        for disc in self._discriminators():  # their BatchNorm normalises over the global batch, as the tokenizer's
+            sync_quantizers(disc, is_multiprocess())
+        if self.adversarial is not None and self._trainer is not None and allow_partial_backward(self.trainer):
             rank_zero_info("adversarial training under DDP: find_unused_parameters switched on (two backward "
                            "passes per batch, each through part of the model)")
         self._idle_video_weights()
@@ -297,8 +305,11 @@ class TokenizerSystem(pl.LightningModule):
 
     def teardown(self, stage: str) -> None:
         sync_quantizers(self.tokenizer, False)
-        if self.discriminator is not None:
-            sync_quantizers(self.discriminator, False)
+        for disc in self._discriminators():
+            sync_quantizers(disc, False)
+
+    def _discriminators(self) -> list[nn.Module]:
+        return [d for d in (self.discriminator, self.video_discriminator) if d is not None]
 
     # --- random state: seeded at the start of fit, saved per rank in every checkpoint, restored on resume ------
     def on_fit_start(self) -> None:
@@ -332,7 +343,10 @@ class TokenizerSystem(pl.LightningModule):
                {"kind": "pixel", "l1": w["l1"], "l2": w["l2"], "colour": w["colour"]})
         adv = None
         if self.adversarial is not None:
-            adv = {**asdict(self.adversarial.settings), "discriminator": to_config(self.discriminator)}
+            adv = {**asdict(self.adversarial.settings),
+                   "discriminator": None if self.discriminator is None else to_config(self.discriminator),
+                   "video_discriminator": (None if self.video_discriminator is None
+                                           else to_config(self.video_discriminator))}
         vae = isinstance(self.tokenizer, KLAutoencoder)
         return {"reconstruction": rec, "quantizer_weight": None if vae else w["quantizer"],
                 **({"kl_weight": w["kl"]} if vae else {}), "loss_weights": dict(w),
@@ -369,6 +383,18 @@ def _generative(model: Tokenizer | KLAutoencoder) -> bool:
     return isinstance(model, Tokenizer) and model.decoder.generative
 
 
+def _check_discriminators(image: nn.Module | None, video: nn.Module | None, settings: GANSettings) -> None:
+    """Settings that would silently do nothing, or fail at the first adversarial step, refused now."""
+    if video is not None and not settings.video_weight:
+        raise ValueError("model.video_discriminator is set but gan.video_weight is 0: it would never be trained "
+                         "against; set gan.video_weight (OmniTokenizer 0.01, LARP 0.3)")
+    if settings.feature_matching:
+        for name, disc in (("discriminator", image), ("video_discriminator", video)):
+            if disc is not None and not callable(getattr(disc, "features", None)):
+                raise ValueError(f"gan.feature_matching needs intermediate features; model.{name} "
+                                 f"({type(disc).__name__}) has no features() method")
+
+
 def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer | KLAutoencoder) -> None:
     """A non-zero weight given for a term this model cannot produce is a config mistake: refuse it before any
     work (the defaults of absent terms are harmless)."""
@@ -378,8 +404,12 @@ def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer | KLAutoen
                 raise ValueError(f"loss_weights.{name}: a KLAutoencoder has no {name} term (its own term is kl)")
         return
     generative = tokenizer.decoder.generative
-    why = {"kl": "only a KLAutoencoder (a VAE) has a KL term",
-           "prior": "the tokenizer has no AR prior (Tokenizer(prior=...))" if tokenizer.prior is None else None,
+    bottleneck = tokenizer.quantizer.loss_name
+    why = {"prior": "the tokenizer has no AR prior (Tokenizer(prior=...))" if tokenizer.prior is None else None,
+           "kl": (None if bottleneck == "kl" else
+                  f"{type(tokenizer.quantizer).__name__} is not a KL bottleneck (its loss term is {bottleneck!r})"),
+           "quantizer": (None if bottleneck == "quantizer" else
+                         f"{type(tokenizer.quantizer).__name__} is a continuous KL bottleneck: weigh its term as kl"),
            "flow": None if generative else f"{type(tokenizer.decoder).__name__} is not a generative decoder",
            **{name: (f"{type(tokenizer.decoder).__name__} trains on its own objective and returns no reconstruction"
                      if generative else None) for name in PIXEL_TERMS}}
