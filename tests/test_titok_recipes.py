@@ -183,3 +183,34 @@ def test_export_titok_format_refuses_other_architectures(tmp_path):
     shallow = save_pretrained(tiny_titok(), tmp_path / "shallow", source="test")
     with pytest.raises(ValueError, match=r"the encoder is 512 wide and 1 deep; the official code builds only small"):
         export(["--model", str(shallow), "--output", str(tmp_path / "out"), "--format", "titok"])
+
+
+def test_finetune_flexible_script_makes_a_released_titok_flexible(tmp_path):
+    """scripts/finetune_flexible.py: released weights (here a random TiTok-S at 32 px in the official layout) ->
+    nested dropout, two steps with the encoder frozen -> an export whose every prefix decodes."""
+    import importlib.util
+
+    from vistok import Tokenizer
+    from vistok.importers.titok import export_official
+    from vistok.tokenizers.dropout import NestedDropout
+
+    torch.manual_seed(0)
+    released = titok_official("small", "small", num_tokens=8, image_size=32)
+    export_official(released, tmp_path / "released")
+    spec = importlib.util.spec_from_file_location("finetune_flexible",
+                                                  Path(__file__).parents[1] / "scripts" / "finetune_flexible.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    export = script.main(["--family", "titok", "--checkpoint", str(tmp_path / "released"), "--dropout", "nested",
+                          "--steps", "2", "--batch-size", "2", "--num-workers", "0", "--devices", "1",
+                          "--output", str(tmp_path / "flex")])
+    tok = Tokenizer.from_pretrained(export)
+    assert isinstance(tok.token_dropout, NestedDropout)
+    before, after = released.state_dict(), tok.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith(("encoder.", "quantizer.")))
+    assert any(not torch.equal(after[k], before[k]) for k in before if k.startswith("decoder.transformer"))
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    ids = tok.encode(x)
+    assert torch.equal(ids, released.eval().encode(x)), "the frozen encoder gives the released tokens"
+    for k in (1, 2, 8):
+        assert tok.decode(ids[:, :k]).shape == (1, 3, 32, 32)
