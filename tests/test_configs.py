@@ -61,7 +61,24 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
             args += [f"{prefix}.encoder.init_args.num_tokens=64", f"{prefix}.prior.init_args.depth=1"]
         if doc["model"]["tokenizer"]["init_args"]["decoder"]["init_args"].get("head") == "proxy":
             args.append(f"{prefix}.encoder.init_args.image_size=32")  # the MaskGIT-VQGAN decoder at 256 px is slow
+    if doc["model"].get("proxy_codes"):  # TiTok stage 1: a toy MaskGIT-VQGAN instead of the released 54 M one
+        args += [f"--model.proxy_codes.path={_toy_maskgit(root)}", "--model.proxy_codes.load_decoder=false"]
+    if doc["model"].get("init_from"):  # TiTok stage 2 starts from a stage-1 run the test does not have
+        args.append("--model.init_from=null")
     return args
+
+
+def _toy_maskgit(root: Path) -> Path:
+    """Random MaskGIT-VQGAN weights at a toy width (stride 16, the released 1024 codes): stage-1 configs' target."""
+    from vistok.decoders.maskgit_vqgan import MaskGITVQGAN
+
+    path = root.parent / "toy-maskgit-vqgan.pt"  # beside the run directory, not in it
+    if not path.is_file():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save(MaskGITVQGAN(hidden_channels=32, channel_mult=(1, 1, 1, 1, 1), num_res_blocks=1, z_channels=8)
+                   .state_dict(), path)
+    return path
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])

@@ -94,7 +94,8 @@ def every_config_on_two_ranks(tmp_path_factory):
     logs = []
     for p in procs:
         try:
-            logs.append(p.communicate(timeout=600)[0])
+            # 28 configs one after another: ~10 minutes on a busy 2-core machine; the limit only catches a hang
+            logs.append(p.communicate(timeout=1800)[0])
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()

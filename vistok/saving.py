@@ -95,6 +95,8 @@ def _losses_text(losses: dict[str, Any]) -> str:
     hinge, adaptive weight x 0.1, from step 300)`."""
     rec = losses.get("reconstruction") or {}
     parts = (["rectified flow"] if rec.get("kind") == "flow" else
+             [f"MaskGIT-VQGAN proxy-code cross-entropy {rec.get('weight')} (TiTok stage 1)"]
+             if rec.get("kind") == "proxy_codes" else
              [f"{name} {rec[key]}" for name, key in (("L1", "l1"), ("L2", "l2"), ("mean colour", "colour"))
               if rec.get(key)])
     parts.append(f"quantizer {losses.get('quantizer_weight')}")

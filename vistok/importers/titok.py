@@ -381,6 +381,12 @@ def official_config(tokenizer: torch.nn.Module) -> dict[str, Any]:
     enc, dec, quant = tokenizer.encoder, tokenizer.decoder, tokenizer.quantizer
     sizes = {512: "small", 768: "base", 1024: "large"}
     legacy = enc.projection == "legacy"
+    for part, module in (("encoder", enc), ("decoder", dec)):
+        width, depth = module.init_args["width"], module.init_args["depth"]
+        size = sizes.get(width)
+        if size is None or _DEPTHS[size] != depth:
+            raise ValueError(f"the {part} is {width} wide and {depth} deep; the official code builds only "
+                             + ", ".join(f"{n} ({w} wide, {_DEPTHS[n]} deep)" for w, n in sizes.items()))
     vq = {"codebook_size": quant.codebook_size, "token_size": quant.dim, "use_l2_norm": quant.l2_norm,
           "commitment_cost": quant.commitment_weight,
           "vit_enc_model_size": sizes[enc.init_args["width"]], "vit_dec_model_size": sizes[dec.init_args["width"]],

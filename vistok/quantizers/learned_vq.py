@@ -8,8 +8,10 @@ mean((z - sg[e])^2) (0.25 in every released config), straight-through gradients 
 
 `clustering=True` (TA-TiTok's "clustering VQ", training only): a running usage estimate per code (decay 0.99)
 and, for each code, the encoder output nearest to it in the batch; rarely used codes are pulled toward that
-vector (decay exp(-usage * V * 10 / (1 - 0.99) - 1e-3)). Departure: the official code gathers the batch from every
-process first; here each process uses its own batch (DDP then re-broadcasts rank 0's codebook).
+vector (decay exp(-usage * V * 10 / (1 - 0.99) - 1e-3)). Under DDP (`set_distributed(True)`, called by the training
+system) the usage counts are summed over processes and each code takes the nearest encoder output of the global
+batch, as the official code does by gathering the batch first, so every process makes the same update and the
+codebooks stay identical (a parameter, which DDP never re-broadcasts).
 
 The EMA codebook (`vistok.quantizers.vq.VQQuantizer`) stays our default for training from scratch.
 """
@@ -17,6 +19,7 @@ The EMA codebook (`vistok.quantizers.vq.VQQuantizer`) stays our default for trai
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -40,6 +43,12 @@ class LearnedVQQuantizer(Quantizer):
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
         if clustering:
             self.register_buffer("embed_prob", torch.zeros(codebook_size))
+        self._distributed = False
+
+    def set_distributed(self, enabled: bool) -> bool:
+        """Make the clustering update use the global batch (a no-op without clustering). Returns whether it does."""
+        self._distributed = bool(enabled) and self.clustering and dist.is_available() and dist.is_initialized()
+        return self._distributed
 
     @property
     def codebook_size(self) -> int:
@@ -67,9 +76,20 @@ class LearnedVQQuantizer(Quantizer):
 
     @torch.no_grad()
     def _cluster_update(self, idx: torch.Tensor, d: torch.Tensor, raw: torch.Tensor) -> None:
-        usage = torch.bincount(idx, minlength=self.codebook_size).float() / idx.numel()
+        counts = torch.bincount(idx, minlength=self.codebook_size).float()
+        best, arg = d.min(0)  # (V,): for each code, the closest encoder output of the batch
+        nearest = raw[arg].float()  # (V, d)
+        if self._distributed:  # the global batch: summed counts, the nearest vector over every process
+            dist.all_reduce(counts)
+            world = dist.get_world_size()
+            bests = [torch.empty_like(best) for _ in range(world)]
+            nears = [torch.empty_like(nearest) for _ in range(world)]
+            dist.all_gather(bests, best.contiguous())
+            dist.all_gather(nears, nearest.contiguous())
+            rank = torch.stack(bests).argmin(0)  # (V,), ties: the lowest rank, the same choice everywhere
+            nearest = torch.stack(nears)[rank, torch.arange(self.codebook_size, device=rank.device)]
+        usage = counts / counts.sum().clamp_min(1)
         self.embed_prob.mul_(0.99).add_(usage, alpha=0.01)
-        nearest = raw[d.argmin(0)]  # (V, d): for each code, the closest encoder output of the batch
         decay = torch.exp(-(self.embed_prob * self.codebook_size * 10) / (1 - 0.99) - 1e-3)[:, None]
         w = self.embedding.weight
         w.data.copy_(w.data * (1 - decay) + nearest * decay)

@@ -37,12 +37,12 @@ def colour(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # Terms computed from (reconstruction, target) in fp32.
 PIXEL_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": l1, "l2": l2, "colour": colour}
 # Terms the model's forward returns (`TokenizerOutput.losses`) and those the system computes itself.
-MODEL_TERMS = ("quantizer", "kl", "flow", "prior")
+MODEL_TERMS = ("quantizer", "kl", "flow", "prior", "proxy_codes")  # proxy_codes: TiTok stage 1 (trainers.proxy_codes)
 SYSTEM_TERMS = ("perceptual", "gan_g", "gan_fm")
 
 # kl: 1e-6, OmniTokenizer's and latent diffusion's weight for a KL summed over the latent and averaged over the batch.
 DEFAULT_WEIGHTS: dict[str, float] = {"l1": 0.0, "l2": 1.0, "colour": 0.0, "quantizer": 1.0, "kl": 1e-6, "flow": 1.0,
-                                     "prior": 0.1}
+                                     "prior": 0.1, "proxy_codes": 1.0}
 
 
 def resolve_weights(given: dict[str, float] | None) -> dict[str, float]:

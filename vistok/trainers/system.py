@@ -48,6 +48,7 @@ from vistok.trainers.distributed import allow_partial_backward, freeze_zero_lr, 
 from vistok.trainers.finite import check_losses, check_weights
 from vistok.trainers.losses import PIXEL_TERMS, pixel_terms, resolve_weights
 from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
+from vistok.trainers.proxy_codes import ProxyCodeSettings
 from vistok.trainers.rng import TrainingRNG
 from vistok.trainers.schedule import warmup_cosine
 
@@ -68,19 +69,24 @@ class TokenizerSystem(pl.LightningModule):
         gan: GANSettings | None = None,
         perceptual: PerceptualSettings | None = None,
         video_discriminator: nn.Module | None = None,
+        proxy_codes: ProxyCodeSettings | None = None,
     ) -> None:
         """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
-        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `loss_weights`: weight per loss
-        term name (`l1`, `l2`, `colour`, `quantizer`, `kl`, `flow`, `prior`), over `DEFAULT_WEIGHTS` (L2 1, quantizer 1,
-        kl 1e-6, flow 1, prior 0.1); a term this model cannot produce is refused. `init_from`: an export directory or
-        `.ckpt` whose matching tokenizer weights are loaded now (missing and unexpected names are reported, a shape
-        mismatch is refused naming the tensor); a resumed run's checkpoint still wins. `discriminator` (e.g.
-        `vistok.nn.discriminator.NLayerDiscriminator`, judging frames) and/or `video_discriminator` (judging clips:
-        `NLayerDiscriminator3D`, `vistok.nn.transformer_discriminator.TransformerDiscriminator`) turn on the adversarial
-        phase with `gan`'s settings (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss
-        in training.
-        `tokenizer` may also be a `KLAutoencoder` (the VAE stage of a latent-space tokenizer, FlexTok's): it has
-        no quantizer, and its own term is `kl`."""
+        fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `loss_weights`: weight per
+        loss term name (`l1`, `l2`, `colour`, `quantizer`, `kl`, `flow`, `prior`, `proxy_codes`), over
+        `DEFAULT_WEIGHTS` (L2 1, quantizer 1, kl 1e-6, flow 1, prior 0.1, proxy_codes 1); a term this model cannot
+        produce is refused. `init_from`: an export directory or `.ckpt` whose matching tokenizer weights are loaded
+        now (missing and unexpected names are reported, a shape mismatch is refused naming the tensor); a resumed
+        run's checkpoint still wins. Parameters frozen by `lr_scales` 0 must be given by `init_from` when there is
+        one (a stage-2 run whose frozen encoder the stage-1 checkpoint lacks would train a decoder on a random
+        encoder). `discriminator` (e.g. `vistok.nn.discriminator.NLayerDiscriminator`, judging frames) and/or
+        `video_discriminator` (judging clips: `NLayerDiscriminator3D`,
+        `vistok.nn.transformer_discriminator.TransformerDiscriminator`) turn on the adversarial phase with `gan`'s
+        settings (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss in training.
+        `proxy_codes` makes the run TiTok's stage 1 (`vistok.trainers.proxy_codes`): cross-entropy against the
+        codes of the frozen MaskGIT-VQGAN it names, no pixels decoded in training. `tokenizer` may also be a
+        `KLAutoencoder` (the VAE stage of a latent-space tokenizer, FlexTok's): it has no quantizer, and its own
+        term is `kl`."""
         super().__init__()
         self.tokenizer = tokenizer
         freeze_zero_lr(tokenizer, lr_scales)  # now, not in configure_optimizers: DDP wraps the model before that
@@ -88,6 +94,10 @@ class TokenizerSystem(pl.LightningModule):
             from vistok.trainers.init_from import load_matching_weights
 
             missing, unexpected = load_matching_weights(tokenizer, init_from)
+            frozen = [n for n, p in tokenizer.named_parameters() if not p.requires_grad and n in missing]
+            if frozen:
+                raise ValueError(f"init_from {init_from}: lacks {len(frozen)} tensors that lr_scales freezes, which "
+                                 f"would stay at their random initialisation: {frozen[:8]}")
             loaded = len(tokenizer.state_dict()) - len(missing)
             rank_zero_info(f"init_from {init_from}: loaded {loaded} tensors; missing (kept as initialised) "
                            f"{len(missing)} {missing[:8]}; unexpected (ignored) {len(unexpected)} {unexpected[:8]}")
@@ -95,11 +105,21 @@ class TokenizerSystem(pl.LightningModule):
         self.video_discriminator = video_discriminator
         adversarial = discriminator is not None or video_discriminator is not None
         # Plain values only: the checkpoint is read back with torch.load(weights_only=True).
-        self.save_hyperparameters(ignore=["tokenizer", "discriminator", "video_discriminator", "gan", "perceptual"])
+        self.save_hyperparameters(ignore=["tokenizer", "discriminator", "video_discriminator", "gan", "perceptual",
+                                          "proxy_codes"])
         self.hparams["gan"] = asdict(gan) if gan is not None else None
         self.hparams["perceptual"] = asdict(perceptual) if perceptual is not None else None
+        self.hparams["proxy_codes"] = asdict(proxy_codes) if proxy_codes is not None else None
         self.loss_weights = resolve_weights(loss_weights)
-        _check_terms(loss_weights, tokenizer)
+        _check_terms(loss_weights, tokenizer, proxy_codes is not None)
+        self.proxy_target = None
+        if proxy_codes is not None:
+            if adversarial or perceptual is not None:
+                raise ValueError("proxy_codes (TiTok stage 1) decodes no pixels in training: it takes no "
+                                 "discriminator and no perceptual loss (those are stage 2's)")
+            from vistok.trainers.proxy_codes import build_target
+
+            self.proxy_target = build_target(proxy_codes, tokenizer)  # also freezes the head's conv decoder
         self.adversarial = AdversarialLoss(gan or GANSettings()) if adversarial else None
         if self.adversarial is not None:
             _check_discriminators(discriminator, video_discriminator, self.adversarial.settings)
@@ -117,7 +137,12 @@ class TokenizerSystem(pl.LightningModule):
 
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x = pixels(batch)  # (B, 3, H, W) or (B, 3, T, H, W)
-        out = self.tokenizer(x)
+        if self.proxy_target is not None:  # TiTok stage 1: proxy-code cross-entropy, no pixels
+            from vistok.trainers.proxy_codes import proxy_code_forward
+
+            out = proxy_code_forward(self.tokenizer, self.proxy_target, x)
+        else:
+            out = self.tokenizer(x)
         w = self.loss_weights
         terms = dict(out.losses)  # quantizer, and flow / prior when the model has them; unweighted
         if out.recon is not None:
@@ -340,6 +365,8 @@ class TokenizerSystem(pl.LightningModule):
         when rFID's own Inception network was a training loss)."""
         w = self.loss_weights
         rec = ({"kind": "flow"} if _generative(self.tokenizer) else
+               {"kind": "proxy_codes", "weight": w["proxy_codes"], **self.hparams["proxy_codes"]}
+               if self.proxy_target is not None else
                {"kind": "pixel", "l1": w["l1"], "l2": w["l2"], "colour": w["colour"]})
         adv = None
         if self.adversarial is not None:
@@ -395,7 +422,7 @@ def _check_discriminators(image: nn.Module | None, video: nn.Module | None, sett
                                  f"({type(disc).__name__}) has no features() method")
 
 
-def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer | KLAutoencoder) -> None:
+def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer | KLAutoencoder, proxy: bool = False) -> None:
     """A non-zero weight given for a term this model cannot produce is a config mistake: refuse it before any
     work (the defaults of absent terms are harmless)."""
     if isinstance(tokenizer, KLAutoencoder):
@@ -412,7 +439,9 @@ def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer | KLAutoen
                          f"{type(tokenizer.quantizer).__name__} is a continuous KL bottleneck: weigh its term as kl"),
            "flow": None if generative else f"{type(tokenizer.decoder).__name__} is not a generative decoder",
            **{name: (f"{type(tokenizer.decoder).__name__} trains on its own objective and returns no reconstruction"
-                     if generative else None) for name in PIXEL_TERMS}}
+                     if generative else "proxy_codes (TiTok stage 1) decodes no pixels in training" if proxy
+                     else None) for name in PIXEL_TERMS},
+           "proxy_codes": None if proxy else "needs model.proxy_codes (the frozen MaskGIT-VQGAN of TiTok's stage 1)"}
     for name, weight in (given or {}).items():
         if weight and why.get(name):
             raise ValueError(f"loss_weights.{name}: {why[name]}")
