@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> Path:
     a = parse(sys.argv[1:] if argv is None else argv)
     import lightning.pytorch as pl
 
-    from vistok.data.datamodule import ImageDataModule
+    from vistok.data.datamodule import DataModule
     from vistok.importers.titok import load_official
     from vistok.saving import save_pretrained
     from vistok.trainers.perceptual import PerceptualSettings
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> Path:
         lr_scales=None if a.train_encoder else {"encoder.": 0.0, "quantizer.": 0.0},
         loss_weights={"l2": 1.0, "quantizer": 1.0 if a.train_encoder else 0.0},
         perceptual=PerceptualSettings(kind="lpips", weight=a.perceptual_weight) if a.perceptual_weight else None)
-    data = ImageDataModule(train=a.data, val=None, image_size=model.image_size, batch_size=a.batch_size,
-                           num_workers=a.num_workers)
+    data = DataModule(train=a.data, val=None, image_size=model.image_size, batch_size=a.batch_size,
+                      num_workers=a.num_workers)
     trainer = pl.Trainer(max_steps=a.steps, precision=a.precision, devices=a.devices, default_root_dir=str(out),
                          logger=pl.loggers.CSVLogger(str(out), name="", version=""), gradient_clip_val=1.0,
                          callbacks=[pl.callbacks.ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True)],
