@@ -31,7 +31,7 @@ from torch import nn
 
 from vistok.configurable import configurable
 from vistok.input_spec import InputSpec
-from vistok.tokenizers.tokenizer import TokenizerOutput
+from vistok.model_output import TokenizerOutput
 
 
 @configurable

@@ -21,7 +21,6 @@ import math
 import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +31,9 @@ from torch import nn
 from vistok.configurable import configurable
 from vistok.decoders.base import Decoder
 from vistok.input_spec import InputSpec
-from vistok.quantizers.base import Quantizer, QuantizerOutput
+from vistok.model_output import TokenizerOutput
+from vistok.quantizers.base import Quantizer
 from vistok.tokenizers.encoder import Encoder
-
-
-@dataclass
-class TokenizerOutput:
-    recon: torch.Tensor | None  # (B, C, H, W) raw decoder output; None from a generative decoder in training
-    quant: QuantizerOutput | None  # codes/indices for all N tokens; None from a VAE (vistok.decoders.kl_vae)
-    valid: torch.Tensor | None  # (B, K) tokens the decoder saw, None if all of them
-    # The loss terms the model itself produces, unweighted (`vistok.trainers.losses`): "quantizer" always,
-    # "flow" from a generative decoder's own objective, "prior" from an AR prior (LARP) when one is plugged in.
-    losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _check_sampling(steps: Any, guidance_scale: Any, seed: Any) -> None:

@@ -162,7 +162,7 @@ def build_target(settings: ProxyCodeSettings, tokenizer: nn.Module) -> ProxyCode
 def proxy_code_forward(tokenizer: nn.Module, target: ProxyCodeTarget, images: torch.Tensor):
     """One stage-1 forward: `TokenizerOutput` with no reconstruction and the terms `quantizer` and `proxy_codes`
     (the mean cross-entropy over every patch of the batch, as the official loss)."""
-    from vistok.tokenizers.tokenizer import TokenizerOutput
+    from vistok.model_output import TokenizerOutput
 
     tokenizer.input_spec.check(images)
     quant = tokenizer.quantizer(tokenizer.encoder(images))
