@@ -6,7 +6,8 @@ encoder ttww, decoder tttt, RoPE) is built by the official code with random weig
 vistok's `OmniEncoder/OmniDecoder(architecture="official")`, and each (implementation, frames, size) is run in its
 own process: encode + decode of one clip under no_grad, fp32, on the CPU (or `--device cuda`). Memory: the peak
 resident set (CPU, Linux: reset through /proc/self/clear_refs before the pass) or peak allocated (CUDA) during
-the pass, above what the process held before it.
+the pass, above what the process held before it. `--warmup N` runs N untimed passes first, for the speed of a
+warm pass (the memory figure then leaves out whatever the allocator kept from them: use the cold one for memory).
 
     python scripts/bench_official_video.py --official-repo PATH --frames 17 129 --sizes 128
 """
@@ -51,7 +52,7 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _worker(impl: str, frames: int, size: int, repo: Path, device: str) -> dict:
+def _worker(impl: str, frames: int, size: int, repo: Path, device: str, warmup: int) -> dict:
     model, args = _official(repo, size)
     x = torch.rand(1, 3, frames, size, size) * 2 - 1
     if impl == "official":
@@ -75,6 +76,8 @@ def _worker(impl: str, frames: int, size: int, repo: Path, device: str) -> dict:
             return tok.decode(tok.encode(x, chunk=chunk), chunk=chunk)
     x = x.to(device)
     with torch.no_grad():
+        for _ in range(warmup):  # untimed passes first: one-time costs (kernels, caches) out of the figure
+            run()
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -103,11 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impls", nargs="+", default=["official", "vistok"],
                         help="official, vistok, or vistok chunk=N (chunked encode and decode)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed passes before the measured one")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "FRAMES", "SIZE"), help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.worker:
         impl, frames, size = opts.worker
-        print(json.dumps(_worker(impl, int(frames), int(size), opts.official_repo, opts.device)))
+        print(json.dumps(_worker(impl, int(frames), int(size), opts.official_repo, opts.device, opts.warmup)))
         return
     print("| implementation | frames | px | seconds | frames/s | peak memory (MB) |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -115,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         for frames in opts.frames:
             for impl in opts.impls:
                 cmd = [sys.executable, __file__, "--official-repo", str(opts.official_repo), "--device", opts.device,
+                       "--warmup", str(opts.warmup),
                        "--worker", impl, str(frames), str(size)]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode:
