@@ -57,7 +57,8 @@ def test_the_vae_path_equals_diffusers_and_the_official_latents(tok, io):
     x = io["images"]
     torch.manual_seed(7)
     ours = tok.encoder.latents(x)
-    assert torch.equal(ours, io["vae_latents"])
+    # within float rounding of the machine that wrote the fixture (convolutions round differently per CPU)
+    assert torch.allclose(ours, io["vae_latents"], atol=1e-5)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     with torch.no_grad():
         ref = vae.encode(x).latent_dist.sample(generator=g1) * vae.config.scaling_factor
