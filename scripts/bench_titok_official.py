@@ -1,13 +1,20 @@
 """Speed of vistok's TiTok / One-D-Piece against the official code, on the same weights.
 
-    python scripts/bench_titok_official.py --official-repo PATH                      # TiTok-S-128, 64 px, CPU
-    python scripts/bench_titok_official.py --official-repo PATH --image-size 256 --device cuda   # a GPU
+    python scripts/bench_titok_official.py --official-repo PATH                      # TiTok-S-128, 256 px, CPU
+    python scripts/bench_titok_official.py --official-repo PATH --device cuda        # a GPU
 
 Builds the official model (bytedance/1d-tokenizer, its `modeling` package imported from PATH with the imports a
 forward pass does not need stubbed, as scripts/make_titok_fixtures.py does), maps its random weights into vistok
 with the importer's key map, checks that both give the same ids, then times encode (pixels -> ids) and decode
-(ids -> pixels) at batch 1 and 16, fp32 and bf16 autocast, median of `--repeats` runs after a warm-up. The
-official code takes [0, 1] pixels and vistok [-1, 1]; each gets its own range. Prints a markdown table.
+(ids -> pixels) at batch 1 and 16, fp32 and bf16 autocast. The official code takes [0, 1] pixels and vistok
+[-1, 1]; each gets its own range. Prints a markdown table.
+
+The two are timed interleaved (official, vistok, official, vistok, ... on the same inputs after one warm-up call
+each) and the table gives the minimum and the median of `--repeats` runs of each, and vistok's minimum over the
+official minimum. On a shared machine background load only ever adds time, and interleaving spreads it over both,
+so the minima are the figures to compare; the medians show how noisy the run was. The CPU thread count is fixed
+(`--threads`, default torch's) and printed; on a CPU shared with other jobs `--threads 1` is the steadier choice
+(with several threads, one descheduled thread stalls every parallel region).
 Needs omegaconf only for the official config objects; without it a small stand-in is used.
 """
 
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import platform
 import statistics
 import sys
 import time
@@ -52,18 +60,24 @@ def _omegaconf():
     return OmegaConf
 
 
-def _time(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _interleaved(fns, repeats: int, device: torch.device) -> list[list[float]]:
+    """Seconds per call of each of `fns`, run in turn `repeats` times after one warm-up call each."""
+    for fn in fns:
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append(time.perf_counter() - t)
+    return times
 
 
 @torch.no_grad()
@@ -72,12 +86,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--official-repo", type=Path, required=True)
     p.add_argument("--size", default="small", choices=["small", "base", "large"])
     p.add_argument("--num-tokens", type=int, default=128)
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batches", default="1,16")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=7, help="timed calls of each implementation per row")
+    p.add_argument("--repeats-large", type=int, help="repeats for batches over 1 (default: --repeats)")
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--steps", default="encode,decode")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     _stub_unused_imports()
     OmegaConf = _omegaconf()
     _load_official(args.official_repo.resolve())
@@ -98,21 +118,36 @@ def main(argv: list[str] | None = None) -> None:
     ids_official = official.encode((x + 1) / 2)[1]["min_encoding_indices"].reshape(x.shape[0], -1)
     same = torch.equal(ours.encode(x), ids_official)
     print(f"TiTok {args.size}, {args.num_tokens} tokens, {args.image_size} px on {device}: same ids: {same}")
-    print("| batch | precision | step | official (ms) | vistok (ms) | vistok / official |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {_processor(device)}")
+    print("| batch | precision | step | runs | official min / median (ms) | vistok min / median (ms) "
+          "| vistok / official (min) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for b in (int(b) for b in args.batches.split(",")):
         xb, ib = x[:b], ids_official[:b]
-        for precision in ("fp32", "bf16"):
+        repeats = args.repeats if b == 1 or args.repeats_large is None else args.repeats_large
+        for precision in args.precisions.split(","):
             ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else (
                 lambda: torch.autocast(device.type, enabled=False))
             steps = {"encode": (lambda xb=xb: official.encode((xb + 1) / 2), lambda xb=xb: ours.encode(xb)),
                      "decode": (lambda ib=ib: official.decode_tokens(ib), lambda ib=ib: ours.decode(ib))}
-            for step, (theirs, mine) in steps.items():
+            for step, fns in ((s, steps[s]) for s in args.steps.split(",")):
                 with ctx():
-                    t_off = _time(theirs, args.repeats, device)
-                    t_ours = _time(mine, args.repeats, device)
-                print(f"| {b} | {precision} | {step} | {t_off * 1e3:.1f} | {t_ours * 1e3:.1f} | "
-                      f"{t_ours / t_off:.2f} |", flush=True)
+                    t_off, t_ours = _interleaved(fns, repeats, device)
+                print(f"| {b} | {precision} | {step} | {repeats} | {min(t_off) * 1e3:.0f} / "
+                      f"{statistics.median(t_off) * 1e3:.0f} | {min(t_ours) * 1e3:.0f} / "
+                      f"{statistics.median(t_ours) * 1e3:.0f} | {min(t_ours) / min(t_off):.2f} |", flush=True)
+
+
+def _processor(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
