@@ -22,9 +22,15 @@ from torch import nn
 
 
 class _GlobalStatistics:
-    """The forward of both classes below: the parent BatchNorm's in one process, the global batch's otherwise."""
+    """The forward of the classes below: the parent BatchNorm's in one process, the global batch's otherwise."""
 
-    sync: bool
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.sync = False  # switched on by the training system once the process group exists
+
+    def set_distributed(self, enabled: bool) -> bool:
+        self.sync = bool(enabled)
+        return self.sync
 
     def _world(self) -> int:
         if not (self.sync and self.training and dist.is_available() and dist.is_initialized()):
@@ -59,34 +65,12 @@ class _GlobalStatistics:
 
 
 class GlobalBatchNorm1d(_GlobalStatistics, nn.BatchNorm1d):
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
-        self.sync = False  # switched on by the training system once the process group exists
-
-    def set_distributed(self, enabled: bool) -> bool:
-        self.sync = bool(enabled)
-        return self.sync
+    """(B, C) or (B, C, L): FSQ's input norm."""
 
 
 class GlobalBatchNorm2d(_GlobalStatistics, nn.BatchNorm2d):
     """(B, C, H, W): the same for image feature maps (a discriminator's BatchNorm)."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
-        self.sync = False
-
-    def set_distributed(self, enabled: bool) -> bool:
-        self.sync = bool(enabled)
-        return self.sync
-
 
 class GlobalBatchNorm3d(_GlobalStatistics, nn.BatchNorm3d):
     """(B, C, T, H, W): the same for clip feature maps (the 3-D video discriminator's BatchNorm)."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
-        self.sync = False
-
-    def set_distributed(self, enabled: bool) -> bool:
-        self.sync = bool(enabled)
-        return self.sync
