@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from vistok.configurable import from_config
-from vistok.importers.lightning_ckpt import ImportRefused, config_from_file, read_checkpoint
+from vistok.importers.lightning_ckpt import ImportRefused, config_from_file, load_mapped, read_checkpoint, write_export
 
 FAMILY = "LARP"
 _GPTC_SIZES = {"gptc-l": (24, 16, 1024), "gptc-b": (12, 12, 768), "gptc-m": (12, 8, 512), "gptc-s": (12, 6, 384),
@@ -168,7 +168,6 @@ def config_from_args(args: dict[str, Any], state: dict[str, torch.Tensor], where
 
 def build_tokenizer(checkpoint: str | Path, config: str | Path | None = None) -> Any:
     """The vistok Tokenizer holding the checkpoint's weights (eval mode); refuses with one message."""
-    from vistok.loading import check_weights
 
     args, state = _read(checkpoint)
     if "x_embedder.proj.weight" not in state or "bottleneck.regularizer.embedding.weight" not in state:
@@ -190,22 +189,10 @@ def build_tokenizer(checkpoint: str | Path, config: str | Path | None = None) ->
     mapped = map_state_dict(state)
     if tokenizer.prior is None:
         mapped = {k: v for k, v in mapped.items() if not k.startswith("prior.")}
-    try:
-        check_weights(tokenizer, mapped, f"{checkpoint} (against {config or 'its own config'})")
-    except ValueError as e:
-        raise ImportRefused(str(e)) from None
-    tokenizer.load_state_dict(mapped, strict=True)
-    return tokenizer.eval()
+    return load_mapped(tokenizer, mapped, f"{checkpoint} (against {config or 'its own config'})")
 
 
 def import_checkpoint(checkpoint: str, output: str, config: str | None = None, overwrite: bool = False) -> Path:
     """Write a vistok export of a released LARP tokenizer to `output`; nothing is written when the checkpoint is
     refused (ImportRefused, a ValueError, says why)."""
-    from vistok.saving import save_pretrained
-
-    out = Path(output)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; choose another output directory or pass "
-                              "--overwrite (overwrite=True) to replace it")
-    tokenizer = build_tokenizer(checkpoint, config)
-    return save_pretrained(tokenizer, out, source=f"{FAMILY} checkpoint {checkpoint}", overwrite=overwrite)
+    return write_export(build_tokenizer, FAMILY, checkpoint, output, config, overwrite)

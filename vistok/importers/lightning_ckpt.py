@@ -4,7 +4,8 @@
 `argparse.Namespace`, which Lightning modules built from command-line arguments pickle as their hyperparameters
 (OmniTokenizer, LARP). A checkpoint whose pickle needs any other class is refused, naming it; nothing is
 imported or executed. `config_from_file` reads a vistok tokenizer config (a `vistok fit` YAML or an export's
-config.json) to build the model an import is checked against.
+config.json) to build the model an import is checked against; `load_mapped` and `write_export` are the last
+steps both video importers share.
 """
 
 from __future__ import annotations
@@ -92,3 +93,30 @@ def config_from_file(path: str | Path) -> dict[str, Any]:
         dec_node.setdefault("init_args", {})
         _link(enc, dec_node["init_args"], dec_cls)
     return tok
+
+
+def load_mapped(tokenizer: Any, mapped: dict[str, torch.Tensor], where: str) -> Any:
+    """Load a mapped state dict after checking every name and shape against the model (refusing, naming `where`,
+    a missing, unexpected or misshapen tensor); the model in eval mode."""
+    from vistok.loading import check_weights
+
+    try:
+        check_weights(tokenizer, mapped, where)
+    except ValueError as e:
+        raise ImportRefused(str(e)) from None
+    tokenizer.load_state_dict(mapped, strict=True)
+    return tokenizer.eval()
+
+
+def write_export(build: Any, family: str, checkpoint: str, output: str, config: str | None = None,
+                 overwrite: bool = False) -> Path:
+    """A vistok export of `build(checkpoint, config)` at `output`; a non-empty output is refused before the
+    (slow) build, and nothing is written when the build refuses the checkpoint."""
+    from vistok.saving import save_pretrained
+
+    out = Path(output)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; choose another output directory or pass "
+                              "--overwrite (overwrite=True) to replace it")
+    tokenizer = build(checkpoint, config)
+    return save_pretrained(tokenizer, out, source=f"{family} checkpoint {checkpoint}", overwrite=overwrite)

@@ -20,7 +20,14 @@ from typing import Any
 import torch
 
 from vistok.configurable import from_config
-from vistok.importers.lightning_ckpt import ImportRefused, config_from_file, hyperparameters, read_checkpoint
+from vistok.importers.lightning_ckpt import (
+    ImportRefused,
+    config_from_file,
+    hyperparameters,
+    load_mapped,
+    read_checkpoint,
+    write_export,
+)
 
 FAMILY = "OmniTokenizer"
 IGNORED = ("image_discriminator.", "video_discriminator.", "perceptual_model.", "codebook.codebook_usage")
@@ -145,7 +152,6 @@ def config_from_args(args: dict[str, Any], where: str) -> dict[str, Any]:
 
 def build_tokenizer(checkpoint: str | Path, config: str | Path | None = None) -> Any:
     """The vistok Tokenizer holding the checkpoint's weights (eval mode); refuses with one message."""
-    from vistok.loading import check_weights
 
     ckpt = read_checkpoint(checkpoint)
     state = ckpt["state_dict"]
@@ -166,22 +172,10 @@ def build_tokenizer(checkpoint: str | Path, config: str | Path | None = None) ->
             raise ImportRefused(f"{config}: the encoder must be OmniEncoder with architecture 'official' and "
                                 "peg_order 'official' to compute what these weights were trained for")
     mapped = map_state_dict(state)
-    try:
-        check_weights(tokenizer, mapped, f"{checkpoint} (against {config or 'its own arguments'})")
-    except ValueError as e:
-        raise ImportRefused(str(e)) from None
-    tokenizer.load_state_dict(mapped, strict=True)
-    return tokenizer.eval()
+    return load_mapped(tokenizer, mapped, f"{checkpoint} (against {config or 'its own arguments'})")
 
 
 def import_checkpoint(checkpoint: str, output: str, config: str | None = None, overwrite: bool = False) -> Path:
     """Write a vistok export of a released OmniTokenizer checkpoint to `output`; nothing is written when the
     checkpoint is refused (ImportRefused, a ValueError, says why)."""
-    from vistok.saving import save_pretrained
-
-    out = Path(output)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; choose another output directory or pass "
-                              "--overwrite (overwrite=True) to replace it")
-    tokenizer = build_tokenizer(checkpoint, config)
-    return save_pretrained(tokenizer, out, source=f"{FAMILY} checkpoint {checkpoint}", overwrite=overwrite)
+    return write_export(build_tokenizer, FAMILY, checkpoint, output, config, overwrite)
