@@ -53,20 +53,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# Configs whose modules, losses and distributed state are another config's at other sizes: the tiny overrides
-# make them the same run, so they train on two processes only when named in VISTOK_DDP_CONFIGS (every config still
-# trains one step in tests/test_configs.py).
-SAME_AS = {"titok_b64_stage1": "titok_s128_stage1", "titok_l32_stage1": "titok_s128_stage1",
-           "titok_b64_stage2": "titok_s128_stage2", "titok_l32_stage2": "titok_s128_stage2",
-           "onedpiece_s256_stage1": "titok_s128_stage1 + onedpiece_s256's tail drop",
-           "onedpiece_s256_stage2": "titok_s128_stage2 + onedpiece_s256's tail drop"}
-
-
 def _selected() -> list[Path]:
-    """VISTOK_DDP_CONFIGS=stem,stem runs only those configs (the fixture trains every config otherwise but those
-    of `SAME_AS`, whatever -k selects)."""
+    """VISTOK_DDP_CONFIGS=stem,stem runs only those configs (the fixture trains every config otherwise, whatever
+    -k selects)."""
     names = [n for n in os.environ.get("VISTOK_DDP_CONFIGS", "").split(",") if n]
-    return [c for c in CONFIGS if c.stem in names] if names else [c for c in CONFIGS if c.stem not in SAME_AS]
+    return [c for c in CONFIGS if c.stem in names] if names else CONFIGS
 
 
 def _jobs(tmp_path: Path) -> list[tuple[str, list[str]]]:
@@ -103,7 +94,7 @@ def every_config_on_two_ranks(tmp_path_factory):
     logs = []
     for p in procs:
         try:
-            # 25 configs one after another: ~10 minutes on a busy 2-core machine; the limit only catches a hang
+            # 31 configs one after another: ~10 minutes on a busy 2-core machine; the limit only catches a hang
             logs.append(p.communicate(timeout=1800)[0])
         except subprocess.TimeoutExpired:
             for q in procs:
@@ -117,8 +108,7 @@ def every_config_on_two_ranks(tmp_path_factory):
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_config_trains_on_two_processes(every_config_on_two_ranks, config):
     if config not in _selected():
-        why = f"the same run as {SAME_AS[config.stem]}" if config.stem in SAME_AS else "not in VISTOK_DDP_CONFIGS"
-        pytest.skip(why)
+        pytest.skip("not in VISTOK_DDP_CONFIGS")
     tmp_path, done, logs = every_config_on_two_ranks
     for rank in (0, 1):
         assert config.stem in done[rank], f"rank {rank} did not finish {config.stem}:\n{logs[rank][-4000:]}"
