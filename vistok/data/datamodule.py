@@ -2,7 +2,7 @@
 
 `kind` says what a training batch holds: "image" ({"image": (B, 3, H, W), "key", "skipped"}) or "video"
 ({"video": (B, 3, T, H, W), "key", "skipped"}); left out, the training source's name says it (the named sample
-sources, a folder by its files; with `images` mixed in, video; webdataset URLs are otherwise images unless
+sources, a folder by its first media file; with `images` mixed in, video; webdataset URLs are otherwise images unless
 `kind: video`). Sources are described in
 `vistok.data.sources` and checked when the module is built, so a wrong path fails before any training starts.
 Video training may mix in an image source (`images`): `mix = [v, i]` gives v video batches of `batch_size` clips,

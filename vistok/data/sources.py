@@ -40,22 +40,21 @@ def check_source(source: str, kind: Kind, field: str) -> None:
 
 
 def source_kind(source: str) -> Kind | None:
-    """What a source holds when its name says so: the named sample sources, and a folder by its files
-    (videos only -> "video"; images, or both -> "image"). None for webdataset URLs (state `data.kind`)."""
+    """What a source holds when its name says so: the named sample sources, and a folder by the first image or
+    video file found in it (the folder's dataset lists it all later; one file is enough to tell). None for
+    webdataset URLs and folders with neither (state `data.kind`)."""
     if source in SAMPLE_SOURCES:
         return "image"
     if source in VIDEO_SAMPLE_SOURCES:
         return "video"
     if is_webdataset(source) or not Path(source).is_dir():
         return None
-    videos = False
     for _, _, files in os.walk(source):
         for name in files:
             ext = os.path.splitext(name)[1].lower()
-            if ext in IMAGE_EXTENSIONS:
-                return "image"
-            videos = videos or ext in VIDEO_EXTENSIONS
-    return "video" if videos else None
+            if ext in IMAGE_EXTENSIONS or ext in VIDEO_EXTENSIONS:
+                return "image" if ext in IMAGE_EXTENSIONS else "video"
+    return None
 
 
 def build_dataset(source: str, size: int, train: bool, strict: bool = False, length: int = 10_000,
