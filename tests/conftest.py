@@ -5,6 +5,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.heap import release_freed_memory  # noqa: E402
 from vistok.data.sample import SamplePhotoCrops  # noqa: E402
 
 # Tests that assert a learned quality take their seed from here; each was checked with VISTOK_TEST_SEED=0..4,
@@ -15,6 +16,10 @@ SEED = int(os.environ.get("VISTOK_TEST_SEED", "0"))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(SEED)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    release_freed_memory()  # see tests/heap.py: the suite's process would grow to 7.5 GB otherwise
 
 
 def photo_batch(n: int = 8, size: int = 32, split: str = "val", seed: int = 0) -> torch.Tensor:
