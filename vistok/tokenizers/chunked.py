@@ -5,7 +5,8 @@ previous frames as context, as causal video tokenizers do for long clips); only 
 kept. Every output of the networks depends on at most `context` earlier latent frames (causal, windowed
 temporal attention), so the tokens and pixels equal those of a whole-clip pass (up to float rounding), while
 the activations held at once are those of `chunk + context` latent frames, whatever the clip's length.
-The clip tensor itself is still one tensor in memory; a streaming reader would feed chunks instead.
+The clip tensor itself is still one tensor in memory (the input of an encode, the output of a decode, written
+chunk by chunk into one preallocated tensor); a streaming reader would feed chunks instead.
 """
 
 from __future__ import annotations
@@ -36,14 +37,18 @@ def encode_chunked(encoder: nn.Module, x: torch.Tensor, chunk: int,
     check_chunk(chunk, encoder)
     t, ctx, per = encoder.temporal_patch, encoder.context, encoder.tokens_per_frame
     n = latent_frames(x.shape[2], t)
-    out = []
+    out = None  # (B, n * per, d) or ids (B, n * per), filled chunk by chunk
     for s in range(0, n, chunk):
         e, c0 = min(n, s + chunk), max(0, s - ctx)
         a, b = frame_range(c0, e, t)
         z = encoder(x[:, :, a:b], starts_video=c0 == 0)  # (B, (e - c0) * h * w, d)
         z = z[:, (s - c0) * per:]
-        out.append(z if quantize is None else quantize(z))
-    return torch.cat(out, dim=1)
+        z = z if quantize is None else quantize(z)
+        if out is None:
+            out = z.new_empty(z.shape[0], n * per, *z.shape[2:])
+        out[:, s * per:e * per] = z  # a copy: the chunk's context outputs are freed with z
+        del z  # before the next chunk's pass, not after it
+    return out
 
 
 def decode_chunked(decoder: nn.Module, codes: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -51,11 +56,16 @@ def decode_chunked(decoder: nn.Module, codes: torch.Tensor, chunk: int) -> torch
     check_chunk(chunk, decoder)
     t, ctx, per = decoder.temporal_patch, decoder.context, decoder.tokens_per_frame
     n = codes.shape[1] // per
-    out = []
+    out = None  # (B, C, T, H, W), filled chunk by chunk
     for s in range(0, n, chunk):
         e, c0 = min(n, s + chunk), max(0, s - ctx)
         y = decoder(codes[:, c0 * per:e * per], starts_video=c0 == 0)  # frames of latent frames [c0, e)
         a, _ = frame_range(c0, e, t)
-        first, _ = frame_range(s, e, t)
-        out.append(y[:, :, first - a:])
-    return torch.cat(out, dim=2)
+        first, last = frame_range(s, e, t)
+        if out is None:
+            out = y.new_empty(*y.shape[:2], frame_range(0, n, t)[1], *y.shape[3:])
+        # A copy into the clip: keeping a slice of y would hold each chunk's context frames too, (chunk + context)
+        # / chunk times the clip (5x with 4 + 16), and a final torch.cat would hold the clip twice.
+        out[:, :, first:last] = y[:, :, first - a:]
+        del y  # before the next chunk's pass, not after it
+    return out

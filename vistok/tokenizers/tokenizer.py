@@ -276,11 +276,11 @@ class Tokenizer(nn.Module):
                 raise ValueError("chunk is for space-time grid (causal video) tokenizers with whole latent frames")
             from vistok.tokenizers.chunked import decode_chunked
 
-            return decode_chunked(self.decoder, codes, chunk).clamp(-1, 1)
+            return decode_chunked(self.decoder, codes, chunk).clamp_(-1, 1)  # in place: a long clip is large
         sampling = {k: v for k, v in dict(steps=steps, guidance_scale=guidance_scale, seed=seed).items()
                     if v is not None}
         valid = None if valid is None else valid.to(self.device)
-        return self.decoder.reconstruct(codes, valid, **sampling).clamp(-1, 1)
+        return self.decoder.reconstruct(codes, valid, **sampling).clamp_(-1, 1)
 
     @property
     def continuous(self) -> bool:
