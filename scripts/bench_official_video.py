@@ -10,6 +10,12 @@ the pass, above what the process held before it. `--warmup N` runs N untimed pas
 warm pass (the memory figure then leaves out whatever the allocator kept from them: use the cold one for memory).
 
     python scripts/bench_official_video.py --official-repo PATH --frames 17 129 --sizes 128
+
+`--interleave N` times speed only, with less noise: both implementations in one process on the same weights and
+the same clip, encode and decode timed apart, the two alternating N times after a warm pass; it prints the minimum
+and median seconds of each and the vistok / official ratio of the minima (`--threads` sets torch's threads).
+
+    python scripts/bench_official_video.py --official-repo PATH --frames 17 --sizes 128 256 --interleave 6 --threads 1
 """
 
 from __future__ import annotations
@@ -98,6 +104,57 @@ def _worker(impl: str, frames: int, size: int, repo: Path, device: str, warmup: 
             "frames_per_s": round(frames / seconds, 2), "peak_mb": round(peak / 2**20)}
 
 
+def _interleaved(frames: int, size: int, repo: Path, device: str, repeats: int) -> dict:
+    from vistok.configurable import from_config
+    from vistok.importers.omnitokenizer import config_from_args, map_state_dict
+
+    F = torch.nn.functional
+    model, args = _official(repo, size)
+    tok = from_config(config_from_args(vars(args), "bench"))
+    tok.load_state_dict(map_state_dict(model.state_dict()))
+    model, tok = model.to(device), tok.eval().to(device)
+    x = (torch.rand(1, 3, frames, size, size) * 2 - 1).to(device)
+
+    def official_encode() -> torch.Tensor:
+        return model["codebook"](F.normalize(model["pre_vq_conv"](model["encoder"](x, False)), dim=1))["encodings"]
+
+    def official_decode(ids: torch.Tensor) -> torch.Tensor:
+        codes = F.embedding(ids, model["codebook"].embeddings).permute(0, 4, 1, 2, 3)
+        return model["decoder"](model["post_vq_conv"](codes), False)
+
+    def timed(fn, *a) -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn(*a)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    seconds: dict[str, list[float]] = {}
+    with torch.no_grad():
+        ids_official, ids_vistok = official_encode(), tok.encode(x)  # the warm pass
+        official_decode(ids_official), tok.decode(ids_vistok)
+        for _ in range(repeats):
+            for name, fn, arg in (("official encode", official_encode, ()), ("vistok encode", tok.encode, (x,)),
+                                  ("official decode", official_decode, (ids_official,)),
+                                  ("vistok decode", tok.decode, (ids_vistok,))):
+                seconds.setdefault(name, []).append(timed(fn, *arg))
+    return seconds
+
+
+def _print_interleaved(opts: argparse.Namespace) -> None:
+    print("| frames | px | step | official s (min / median) | vistok s (min / median) | vistok / official |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for size in opts.sizes:
+        for frames in opts.frames:
+            s = _interleaved(frames, size, opts.official_repo, opts.device, opts.interleave)
+            for step in ("encode", "decode"):
+                o, v = sorted(s[f"official {step}"]), sorted(s[f"vistok {step}"])
+                print(f"| {frames} | {size} | {step} | {o[0]:.3f} / {o[len(o) // 2]:.3f} | "
+                      f"{v[0]:.3f} / {v[len(v) // 2]:.3f} | {v[0] / o[0]:.2f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official-repo", type=Path, required=True)
@@ -107,8 +164,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="official, vistok, or vistok chunk=N (chunked encode and decode)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--warmup", type=int, default=0, help="untimed passes before the measured one")
+    parser.add_argument("--interleave", type=int, default=0, metavar="N",
+                        help="speed only: both in one process, alternating N times (see above)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "FRAMES", "SIZE"), help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if opts.interleave:
+        _print_interleaved(opts)
+        return
     if opts.worker:
         impl, frames, size = opts.worker
         print(json.dumps(_worker(impl, int(frames), int(size), opts.official_repo, opts.device, opts.warmup)))

@@ -140,11 +140,11 @@ def rope_angles(head_dim: int, h: int, w: int, theta: float = 10000.0, device=No
 
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """x (B, N, H, Dh) with consecutive pairs rotated by angles (N, Dh/2), in fp32."""
-    pairs = x.float().unflatten(-1, (-1, 2))
-    a, b = pairs[..., 0], pairs[..., 1]
-    cos, sin = angles.cos()[:, None], angles.sin()[:, None]
-    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).type_as(x)
+    """x (B, N, H, Dh) with consecutive pairs rotated by angles (N, Dh/2), in fp32: each pair is a complex number
+    multiplied by e^(i angle), one kernel where cos/sin arithmetic on strided halves and a stack take six."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())  # (B, N, H, Dh/2)
+    rotation = torch.polar(torch.ones_like(angles), angles)[:, None]  # (N, 1, Dh/2)
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
 class CosineAttention(nn.Module):
@@ -291,7 +291,10 @@ class OmniSpaceTime(nn.Module):
 
     def _spatial(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h, w, _ = x.shape
-        y = self.spatial(rearrange(x, "b t h w d -> (b t) (h w) d"), (b, t, h, w))
+        # contiguous: after the temporal stack (the decoder) this is a view in (b h w) t order, and each residual
+        # sum would keep that layout, so every PEG and linear layer of the stack would read strided memory (the
+        # decoder's spatial stack took 2.0 s against the official code's 1.65 s at 256 px, 17 frames, 1 thread)
+        y = self.spatial(rearrange(x, "b t h w d -> (b t) (h w) d").contiguous(), (b, t, h, w))
         return rearrange(y, "(b t) (h w) d -> b t h w d", b=b, h=h)
 
     def _temporal(self, x: torch.Tensor) -> torch.Tensor:
