@@ -23,7 +23,13 @@ side detached), logged as `gan_fm`. 4 / n_k is OmniTokenizer's per-layer weight 
 `non_saturating_smooth` (LARP's default `ns_smooth`: one-sided noisy labels, real targets 1 - |N(0, 0.15^2)|
 clamped to >= 0.7, fake targets |N(0, 0.15^2)| clamped to <= 0.3, drawn from a generator seeded by the step so a
 resumed run draws the same). `every`: the discriminators step on generator steps divisible by it (LARP's
-`d_update_freq` 5).
+`d_update_freq` 5). `skip_below`: a discriminator step whose loss (weighted, averaged over the step's batches and
+the processes) is below it is skipped (OmniTokenizer's `--disloss_check_thres 0.001`: a discriminator that
+already wins is left alone). `warmup`: the discriminators' own linear warm-up, a fraction of the run when < 1
+else steps (OmniTokenizer's `--dis_warmup_steps 500000`, the whole run; None: the generator's). `order`:
+`generator_first` (VQGAN, OmniTokenizer: the discriminators judge the reconstructions after the generator's step)
+or `discriminator_first` (LARP: the discriminators step on the detached reconstructions first, and the
+generator's adversarial term is computed by the updated discriminators).
 
 The losses themselves are the pure functions of `vistok.trainers.gan_losses`; this module only holds the
 settings and the LeCAM averages (one per discriminator, saved in every checkpoint) and runs the discriminators
@@ -49,6 +55,7 @@ from vistok.trainers.gan_losses import (
 )
 
 GENERATOR_LOSSES = ("hinge", "non_saturating")
+ORDERS = ("generator_first", "discriminator_first")
 
 
 @dataclass
@@ -72,6 +79,9 @@ class GANSettings:
     feature_matching: float = 0.0
     discriminator_loss: str = "hinge"
     every: int = 1
+    skip_below: float | None = None
+    warmup: float | None = None
+    order: str = "generator_first"
 
     def __post_init__(self) -> None:
         if self.generator_loss not in GENERATOR_LOSSES:
@@ -87,6 +97,11 @@ class GANSettings:
                      "feature_matching"):
             if getattr(self, name) < 0:
                 raise ValueError(f"gan.{name} must be >= 0, got {getattr(self, name)}")
+        if self.order not in ORDERS:
+            raise ValueError(f"gan.order must be one of {ORDERS}, got {self.order!r}")
+        if self.warmup is not None and (self.warmup < 0 or (self.warmup >= 1 and self.warmup != int(self.warmup))):
+            raise ValueError(f"gan.warmup must be a fraction of the run in [0, 1) or a whole number of steps, got "
+                             f"{self.warmup}")
         if not 0.0 <= self.lecam_decay < 1.0:
             raise ValueError(f"gan.lecam_decay must be in [0, 1), got {self.lecam_decay}")
 
@@ -141,6 +156,15 @@ class AdversarialLoss:
 
     def active(self, step: int) -> bool:
         return step >= self.settings.start_step
+
+    def on_cadence(self, step: int) -> bool:
+        """Whether generator step `step` is one the discriminators step on (skipped or not)."""
+        return self.active(step) and step % self.settings.every == 0
+
+    def first_step(self) -> int:
+        """The first generator step the discriminators step on."""
+        s = self.settings
+        return -(-s.start_step // s.every) * s.every
 
     def _judged(self, image: nn.Module | None, video: nn.Module | None, x: torch.Tensor):
         """(name, discriminator, its input, its generator weight, its LeCAM averages) for each discriminator that
@@ -200,7 +224,7 @@ class AdversarialLoss:
         """(the discriminators' loss, or None before the start step, off the `every` cadence or when no
         discriminator judges this batch; values to log). `fake` is detached here."""
         s = self.settings
-        if not self.active(step) or step % s.every or not s.discriminator_weight:
+        if not self.on_cadence(step) or not s.discriminator_weight:
             return None, {}
         fake = fake.detach()
         judged = self._judged(image, video, real)

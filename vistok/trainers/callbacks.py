@@ -203,6 +203,9 @@ class PeriodicCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+DISCRIMINATORS = ("discriminator", "video_discriminator")  # TokenizerSystem's, image and video
+
+
 class TokenizerEMA(EMAWeightAveraging):
     """Lightning's `EMAWeightAveraging` (same arguments, same checkpoint format) that averages the tokenizer
     only: the averaged copy of a discriminator follows the trained one after every update, so validation, the
@@ -213,16 +216,20 @@ class TokenizerEMA(EMAWeightAveraging):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        disc = getattr(pl_module, "discriminator", None)
-        if disc is not None and self._average_model is not None:
-            self._average_model.module.discriminator.load_state_dict(disc.state_dict())
+        if self._average_model is None:
+            return
+        for name in DISCRIMINATORS:
+            disc = getattr(pl_module, name, None)
+            if disc is not None:
+                getattr(self._average_model.module, name).load_state_dict(disc.state_dict())
 
 
 def check_weight_averaging(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-    """With a discriminator, refuse Lightning's plain weight averaging, which would average it too."""
+    """With a discriminator (image or video), refuse Lightning's plain weight averaging, which would average it
+    too."""
     from lightning.pytorch.callbacks import WeightAveraging
 
-    if getattr(pl_module, "discriminator", None) is None:
+    if all(getattr(pl_module, name, None) is None for name in DISCRIMINATORS):
         return
     for cb in trainer.callbacks:
         if isinstance(cb, WeightAveraging) and not isinstance(cb, TokenizerEMA):

@@ -25,6 +25,8 @@ per clip over all its frames. `init_from` loads another run's matching tokenizer
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -132,10 +134,16 @@ class TokenizerSystem(pl.LightningModule):
                              f"{type(tokenizer.decoder).__name__} trains on its own objective and returns none")
         self.automatic_optimization = not adversarial
         self._clip: tuple[float, str | None] | None = None
+        self._accumulate = 1  # batches per step under manual optimisation (taken over from the trainer)
+        self._batches_in_step = 0
+        self._d_losses: list[torch.Tensor] = []
         self._rng: TrainingRNG | None = None
         self._rng_to_load: list[dict[str, Any]] | None = None
 
-    def _step(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(self, batch: dict[str, Any], stage: str, after_forward: Callable[[torch.Tensor, Any], None] | None = None
+              ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """(the weighted loss, the model's output, the pixels it saw). `after_forward(x, out)` runs between the
+        forward pass and the losses (LARP's discriminator step, which the generator's adversarial term follows)."""
         x = pixels(batch)  # (B, 3, H, W) or (B, 3, T, H, W)
         if self.proxy_target is not None:  # TiTok stage 1: proxy-code cross-entropy, no pixels
             from vistok.trainers.proxy_codes import proxy_code_forward
@@ -143,6 +151,8 @@ class TokenizerSystem(pl.LightningModule):
             out = proxy_code_forward(self.tokenizer, self.proxy_target, x)
         else:
             out = self.tokenizer(x)
+        if after_forward is not None:
+            after_forward(x, out)
         w = self.loss_weights
         terms = dict(out.losses)  # quantizer, and flow / prior when the model has them; unweighted
         if out.recon is not None:
@@ -171,7 +181,7 @@ class TokenizerSystem(pl.LightningModule):
         # Logged on every batch, 0 included: a synced key must be logged by every rank, or the reduction waits.
         self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
                  batch_size=b, sync_dist=True)
-        return loss, out
+        return loss, out, x
 
     def _training_terms(self, x: torch.Tensor, recon: torch.Tensor | None,
                         rec: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -211,31 +221,69 @@ class TokenizerSystem(pl.LightningModule):
         return self._adversarial_step(batch)
 
     def _adversarial_step(self, batch: dict[str, Any]) -> torch.Tensor:
-        """One generator step (counted by Lightning), then, from the start step on, one discriminator step on
-        the same reconstructions (not counted: taken through the strategy, not the LightningOptimizer)."""
+        """One generator step (counted by Lightning) and, on the discriminators' cadence, one discriminator step
+        on the same detached reconstructions (not counted: taken through the strategy, not the
+        LightningOptimizer): after the generator's step (`gan.order: generator_first`) or before its losses
+        (`discriminator_first`). With `trainer.accumulate_grad_batches` N, both sides sum the gradients of N
+        batches (each loss / N) and step on the N-th."""
         opt_g, opt_d = self.optimizers()
         sched_g, sched_d = self.lr_schedulers()
         step = self.global_step  # generator steps done so far
-        loss, out = self._step(batch, "train")
-        opt_g.zero_grad()
-        self.manual_backward(loss)
-        self._clip_gradients(opt_g)
-        opt_g.step()
-        sched_g.step()
-        # The generator's adversarial backward went through D(G(z)) into D's parameters: clear those gradients
-        # so that D's step uses only its own loss.
-        opt_d.zero_grad(set_to_none=True)
-        x = pixels(batch)
-        d_loss, logs = self.adversarial.discriminator_term(self.discriminator, self.video_discriminator, x,
-                                                           out.recon, step)
-        if d_loss is not None:
-            check_losses({"gan_d": d_loss}, step, self._last_checkpoint())
-            self.manual_backward(d_loss)
-            self._clip_gradients(opt_d)
-            self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
-            sched_d.step()
-            self._log_all(logs, x.shape[0])
+        n = self._accumulate
+        self._batches_in_step += 1
+        last = self._batches_in_step % n == 0
+        settings = self.adversarial.settings
+
+        def discriminator_phase(x: torch.Tensor, out: Any) -> None:
+            d_loss, logs = self.adversarial.discriminator_term(self.discriminator, self.video_discriminator, x,
+                                                               out.recon, step)
+            if d_loss is not None:
+                check_losses({"gan_d": d_loss}, step, self._last_checkpoint())
+                self.manual_backward(d_loss / n)
+                self._d_losses.append(d_loss.detach())
+                self._log_all(logs, x.shape[0])
+            if last and self.adversarial.on_cadence(step):
+                self._discriminator_update(opt_d, sched_d)
+
+        first = settings.order == "discriminator_first"
+        loss, out, x = self._step(batch, "train", after_forward=discriminator_phase if first else None)
+        # The generator's adversarial backward goes through D(G(z)) into D's parameters: those gradients are
+        # not D's to use; D's own (accumulating over the step's batches) are set aside meanwhile.
+        held = [(p, p.grad) for d in self._discriminators() for p in d.parameters()]
+        for p, _ in held:
+            p.grad = None
+        self.manual_backward(loss / n)
+        for p, grad in held:
+            p.grad = grad
+        if last:
+            self._clip_gradients(opt_g)
+            opt_g.step()
+            sched_g.step()
+            opt_g.zero_grad()
+        if not first:
+            discriminator_phase(x, out)
         return loss
+
+    def _discriminator_update(self, opt_d: Any, sched_d: Any) -> None:
+        """The discriminators' step at the end of a generator step on their cadence, unless no batch of it
+        gave them a loss or (`gan.skip_below`) their loss, averaged over the step's batches and the processes
+        (every process takes the same decision), is below the threshold. Their schedule advances either way,
+        as OmniTokenizer's, so their k-th cadence step takes the factor of generator step first + k * every."""
+        losses, self._d_losses = self._d_losses, []
+        threshold = self.adversarial.settings.skip_below
+        if losses:
+            mean = torch.stack(losses).mean()
+            if threshold is not None:
+                mean = self.trainer.strategy.reduce(mean, reduce_op="mean")
+            skip = threshold is not None and float(mean) < threshold
+            self.log("train/gan_d_skipped", float(skip), batch_size=1, on_step=True, on_epoch=False)
+            if not skip:
+                self._clip_gradients(opt_d)
+                self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
+        opt_d.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # a skipped first step: torch warns of a step before the optimizer's
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            sched_d.step()
 
     def _clip_gradients(self, optimizer: Any) -> None:
         if self._clip is not None:
@@ -245,17 +293,22 @@ class TokenizerSystem(pl.LightningModule):
         # Called by the trainer before it validates its settings: under manual optimisation Lightning refuses a
         # trainer-level gradient_clip_val (it cannot know where the steps are), so take the value over here and
         # clip each optimizer in `_adversarial_step`; configs keep one place for it.
+        # Gradient accumulation likewise: Lightning refuses it under manual optimisation; `_adversarial_step` sums
+        # the batches itself (OmniTokenizer's stages 2 and 3 accumulate 2: an image and a clip batch per step).
         trainer = self.trainer
         if not self.automatic_optimization and trainer.gradient_clip_val:
             algorithm = trainer.gradient_clip_algorithm
             self._clip = (float(trainer.gradient_clip_val), str(getattr(algorithm, "value", algorithm) or "norm"))
             trainer.gradient_clip_val = None
+        if not self.automatic_optimization and trainer.accumulate_grad_batches != 1:
+            self._accumulate = int(trainer.accumulate_grad_batches)
+            trainer.accumulate_grad_batches = 1
         return []
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
         if self._all_skipped(batch, "val"):
             return None
-        _, out = self._step(batch, "val")
+        _, out, _ = self._step(batch, "val")
         if isinstance(self.tokenizer, KLAutoencoder):
             return None  # no tokens: no prefixes, no codebook
         indices = out.quant.indices
@@ -281,7 +334,10 @@ class TokenizerSystem(pl.LightningModule):
             groups.setdefault((hp.lr * scale, wd), []).append(p)
         opt = torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
                                 lr=hp.lr, betas=tuple(hp.betas))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = int(self.trainer.estimated_stepping_batches)
+        if self.trainer.max_steps < 0:  # counted in batches: the system accumulates (configure_callbacks)
+            total //= self._accumulate
+        total = max(1, total)
         warmup = int(hp.warmup * total) if hp.warmup < 1 else int(hp.warmup)
 
         def schedule(s: int) -> float:
@@ -295,9 +351,12 @@ class TokenizerSystem(pl.LightningModule):
         opt_d = torch.optim.AdamW([p for d in self._discriminators() for p in d.parameters()],
                                   lr=hp.lr if g.lr is None else g.lr,
                                   betas=tuple(hp.betas if g.betas is None else g.betas), weight_decay=decay)
-        # The discriminator steps once per generator step from the start step on: its k-th step takes the
-        # generator's learning-rate factor at step start + k, so both follow one schedule of generator steps.
-        sched_d = LambdaLR(opt_d, lambda k: schedule(k + g.start_step))
+        # The discriminators' schedule advances once per cadence step (every `gan.every` generator steps from the
+        # start step on): its k-th takes the factor of generator step first + k * every, so both sides follow one
+        # schedule of generator steps; with its own warm-up when `gan.warmup` says so.
+        d_warmup = warmup if g.warmup is None else int(g.warmup * total) if g.warmup < 1 else int(g.warmup)
+        first, every = self.adversarial.first_step(), g.every
+        sched_d = LambdaLR(opt_d, lambda k: warmup_cosine(first + k * every, total, d_warmup, hp.min_lr_ratio))
         return ([opt, opt_d], [{"scheduler": sched, "interval": "step"}, {"scheduler": sched_d, "interval": "step"}])
 
     # --- processes: model code was built before the process group existed -----------------------------------
@@ -337,6 +396,9 @@ class TokenizerSystem(pl.LightningModule):
         return [d for d in (self.discriminator, self.video_discriminator) if d is not None]
 
     # --- random state: seeded at the start of fit, saved per rank in every checkpoint, restored on resume ------
+    def on_train_start(self) -> None:
+        self._batches_in_step, self._d_losses = 0, []  # a resumed run starts at a step boundary
+
     def on_fit_start(self) -> None:
         # After the checkpoint's weights and the model's device are in place, before the sanity check.
         check_weight_averaging(self.trainer, self)
