@@ -5,10 +5,11 @@ The clip goes through a Conv3d t x p x p patch embedding (LARP's `PatchEmbed3D`,
 frozen 3-D sine-cosine positions (`vistok.nn.sincos`), a learned class token is put in front, `depth`
 pre-norm blocks run over [class, patches], and the class token's output goes through LayerNorm (eps 1e-6) and
 a linear map to one logit per clip: (B, C, T, H, W) -> (B, 1). Initialised as LARP's: Xavier-uniform linear
-layers (the patch embedding as a linear map), zero biases, a Xavier-uniform class token. The official recipe
-(cfgs/larp_tokenizer.yaml): width 384, 8 layers, 12 heads, 4 x 8 x 8 patches. The positions are computed for the
-clip it is given (square frames, whole patches), so one network takes any clip size its tokenizer takes; LARP
-builds them for its 16 x 128 x 128 clips once.
+layers (the patch embedding as a linear map), zero biases, a Xavier-uniform class token. The official config
+(cfgs/larp_tokenizer.yaml): width 384, 8 layers, 12 heads, 4 x 8 x 8 patches; its training scripts (the released
+LARP-L-long's included) override it to width 512, 12 layers, 8 heads (configs/larp_l.yaml). The positions are
+computed for the clip it is given (square frames, whole patches), so one network takes any clip size its tokenizer
+takes; LARP builds them for its 16 x 128 x 128 clips once.
 
 Departure: the blocks are vistok's (`vistok.nn.blocks`) in the timm-1.0.9 form LARP's tokenizer uses (no qkv
 bias, exact GELU, LayerNorm eps 1e-5); the official discriminator's fused blocks are not compared weight for

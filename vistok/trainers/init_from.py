@@ -5,6 +5,10 @@ checkpoint (its `tokenizer.*` state, EMA weights when the run kept them), loads 
 tokenizer has, and returns the names it lacked (missing: they keep their initialisation) and the names it
 did not use (unexpected). A tensor whose shape differs is refused with its name: a silent partial load of a
 resized layer is how a stage-2 run quietly starts from scratch.
+
+`load_discriminator_weights(modules, path)` does the same for the discriminators (`discriminator.*`,
+`video_discriminator.*` in a fit checkpoint's state): OmniTokenizer's stage 3 starts its video discriminator from
+stage 2's (the official `--init_vdis keep`). Only a fit checkpoint has them; an export directory is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ def read_tokenizer_state(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(weights), device="cpu")
+    prefix = "tokenizer."
+    return {k[len(prefix):]: v for k, v in read_checkpoint_state(path).items() if k.startswith(prefix)}
+
+
+def read_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A `vistok fit` checkpoint's whole state_dict (tokenizer, discriminators, ...), read with weights_only."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"init_from {path}: no such export directory or checkpoint file")
     try:
@@ -32,8 +43,7 @@ def read_tokenizer_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"init_from {path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"init_from {path}: no 'state_dict' in the checkpoint; was it written by `vistok fit`?")
-    prefix = "tokenizer."
-    return {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    return ckpt["state_dict"]
 
 
 def load_matching_weights(tokenizer: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
@@ -50,3 +60,44 @@ def load_matching_weights(tokenizer: nn.Module, path: str | Path) -> tuple[list[
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
     return missing, unexpected
+
+
+def load_discriminator_weights(modules: dict[str, nn.Module | None],
+                               path: str | Path) -> dict[str, tuple[int, list[str], list[str]]]:
+    """Load each discriminator of `modules` (name -> module or None: `discriminator`, `video_discriminator`)
+    from the fit checkpoint `path`, matching its `<name>.*` tensors by name and shape -> per name (tensors loaded,
+    missing, unexpected; a discriminator only the checkpoint has comes back with all its tensors unexpected).
+    Raises when `path` is an export directory (no discriminator there), when the checkpoint has none of a
+    discriminator's weights (its run had no such discriminator), and on a shape mismatch (naming the tensor): any
+    of these would start the discriminator afresh while the config says it continues."""
+    path = Path(path)
+    absent = [name for name, m in modules.items() if m is None]
+    modules = {name: m for name, m in modules.items() if m is not None}
+    if not modules:
+        raise ValueError("init_discriminators: the system has no discriminator to initialise")
+    if path.is_dir():
+        raise ValueError(f"init_from {path}: init_discriminators needs a `vistok fit` checkpoint (.ckpt); an export "
+                         f"directory holds the tokenizer only, no discriminator weights")
+    state = read_checkpoint_state(path)
+    report = {}
+    for name, module in modules.items():
+        prefix = f"{name}."
+        theirs = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not theirs:
+            held = sorted({k.split(".", 1)[0] for k in state if "discriminator" in k.split(".", 1)[0]})
+            raise ValueError(f"init_from {path}: the checkpoint has no {name!r} weights (it holds "
+                             f"{held or 'no discriminator'}); its run trained without this discriminator")
+        own = module.state_dict()
+        for k, tensor in theirs.items():
+            if k in own and tuple(tensor.shape) != tuple(own[k].shape):
+                raise ValueError(f"init_from {path}: tensor '{prefix}{k}' has shape {tuple(tensor.shape)}, the "
+                                 f"model expects {tuple(own[k].shape)}")
+        matching = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in theirs.items() if k in own}
+        module.load_state_dict(matching, strict=False)
+        report[name] = (len(matching), sorted(k for k in own if k not in theirs),
+                        sorted(k for k in theirs if k not in own))
+    for name in absent:  # a discriminator the checkpoint has and this system has not: reported, not loaded
+        theirs = sorted(k[len(name) + 1:] for k in state if k.startswith(f"{name}."))
+        if theirs:
+            report[name] = (0, [], theirs)
+    return report

@@ -72,6 +72,7 @@ class TokenizerSystem(pl.LightningModule):
         perceptual: PerceptualSettings | None = None,
         video_discriminator: nn.Module | None = None,
         proxy_codes: ProxyCodeSettings | None = None,
+        init_discriminators: bool = False,
     ) -> None:
         """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
         fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `loss_weights`: weight per
@@ -81,7 +82,11 @@ class TokenizerSystem(pl.LightningModule):
         now (missing and unexpected names are reported, a shape mismatch is refused naming the tensor); a resumed
         run's checkpoint still wins. Parameters frozen by `lr_scales` 0 must be given by `init_from` when there is
         one (a stage-2 run whose frozen encoder the stage-1 checkpoint lacks would train a decoder on a random
-        encoder). `discriminator` (e.g. `vistok.nn.discriminator.NLayerDiscriminator`, judging frames) and/or
+        encoder). `init_discriminators`: with `init_from`, also load the discriminators' weights from it, which must
+        then be a fit checkpoint holding every discriminator this system has (OmniTokenizer's stage 3 continues
+        stage 2's video discriminator, the official `--init_vdis keep`); off, or without `init_from` (a run from
+        scratch), they start afresh. `discriminator` (e.g.
+        `vistok.nn.discriminator.NLayerDiscriminator`, judging frames) and/or
         `video_discriminator` (judging clips: `NLayerDiscriminator3D`,
         `vistok.nn.transformer_discriminator.TransformerDiscriminator`) turn on the adversarial phase with `gan`'s
         settings (defaults when None); `perceptual` adds a perceptual loss to the reconstruction loss in training.
@@ -103,6 +108,15 @@ class TokenizerSystem(pl.LightningModule):
             loaded = len(tokenizer.state_dict()) - len(missing)
             rank_zero_info(f"init_from {init_from}: loaded {loaded} tensors; missing (kept as initialised) "
                            f"{len(missing)} {missing[:8]}; unexpected (ignored) {len(unexpected)} {unexpected[:8]}")
+            if init_discriminators:
+                from vistok.trainers.init_from import load_discriminator_weights
+
+                found = load_discriminator_weights({"discriminator": discriminator,
+                                                    "video_discriminator": video_discriminator}, init_from)
+                for name, (n, missing, unexpected) in found.items():
+                    rank_zero_info(f"init_from {init_from}: {name} loaded {n} tensors; missing (kept as initialised) "
+                                   f"{len(missing)} {missing[:8]}; unexpected (ignored) {len(unexpected)} "
+                                   f"{unexpected[:8]}")
         self.discriminator = discriminator
         self.video_discriminator = video_discriminator
         adversarial = discriminator is not None or video_discriminator is not None
