@@ -109,6 +109,9 @@ def run_server(server: Any, **run_kwargs: Any) -> int:
         pass
     except (EOFError, ConnectionError) as e:  # the manager went away under `run`: litserve shut down after a death
         dead = [p for p in getattr(server, "inference_workers", []) if not p.is_alive()]
+        # litserve's shutdown terminates the other workers (SIGTERM) before this runs: name the one that died
+        # first, which ended some other way (killed, crashed, out of memory), when there is one.
+        dead = [p for p in dead if p.exitcode != -signal.SIGTERM] or dead
         what = (f"inference worker (pid {dead[0].pid}) died with exit code {dead[0].exitcode}" if dead
                 else f"the server's manager process ended ({type(e).__name__})")
         print(f"vistok serve: {what}; the server has shut down", file=sys.stderr, flush=True)
