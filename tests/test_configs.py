@@ -50,6 +50,8 @@ def _tiny_overrides(config: Path, root: Path) -> list[str]:
         for part in ("encoder", "decoder"):
             args += [f"{prefix}.{part}.init_args.spatial_blocks=[window]",
                      f"{prefix}.{part}.init_args.temporal_depth=1"]
+            if doc["model"].get("resolution_scales"):  # 64 px x [0.5, 0.75, 1, 1.25]: 4, 6, 8, 10 token grids
+                args.append(f"{prefix}.{part}.init_args.window_size=2")  # whole windows at every scale
     elif doc["model"]["tokenizer"]["init_args"]["encoder"]["class_path"].endswith("FlexTokVAEEncoder") and \
             encoder.get("image_size", 0) > 64:  # FlexTok at paper width: 64 px, 16 registers, one layer each side
         args += [f"{prefix}.encoder.init_args.image_size=64",

@@ -15,7 +15,7 @@ from vistok.configurable import configurable
 from vistok.decoders.base import Decoder
 from vistok.input_spec import InputSpec
 from vistok.nn.omni_blocks import OmniSpaceTime
-from vistok.nn.omni_options import UNBOUNDED_CONTEXT, block_letters, check_architecture
+from vistok.nn.omni_options import UNBOUNDED_CONTEXT, block_letters, check_architecture, size_refusal
 from vistok.nn.patch3d import VideoPatchHead, patch_grid
 from vistok.nn.spacetime import SpaceTimeTransformer
 
@@ -57,6 +57,9 @@ class OmniDecoder(Decoder):
         self.token_dim, self.temporal_patch = token_dim, temporal_patch
         self.grid = (gh, gw)
         self.tokens_per_frame = gh * gw
+        self.patch_size = patch_size
+        self._sizing = dict(patch_size=patch_size, window_size=window_size, windows="window" in spatial_blocks,
+                            architecture=architecture, spatial_pos=spatial_pos)
         self.proj = nn.Linear(token_dim, width)
         if architecture == "official":
             self.pos, self.norm = None, nn.Identity()
@@ -80,18 +83,25 @@ class OmniDecoder(Decoder):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
+    def size_refusal(self, height: int, width: int) -> str | None:
+        """Why frames of height x width cannot be decoded (None: they can); as the encoder's."""
+        return size_refusal("decoder", (height, width), self.output_spec.size, **self._sizing)
+
     def forward(self, codes: torch.Tensor, valid: torch.Tensor | None = None,
-                starts_video: bool = True) -> torch.Tensor:
+                starts_video: bool = True, size: tuple[int, int] | None = None) -> torch.Tensor:
         """codes (B, T' * h * w, d), whole latent frames, time-major -> (B, C, T, H, W), unclamped. `valid` is
-        accepted for the common decoder call and must be None (grid tokens are never dropped)."""
+        accepted for the common decoder call and must be None (grid tokens are never dropped). `size`: the
+        (H, W) to decode to when it is not `output_spec`'s (the tokens are then that size's grid; the caller
+        checked it with `size_refusal`)."""
         if valid is not None and not bool(valid.all()):
             raise ValueError("a space-time grid decoder takes whole latent frames; ragged token masks are for 1D "
                              "tokenizers")
+        gh, gw = self.grid if size is None else (size[0] // self.patch_size, size[1] // self.patch_size)
         n = codes.shape[1]
-        if n == 0 or n % self.tokens_per_frame:
-            raise ValueError(f"the decoder takes whole latent frames of {self.grid[0]} x {self.grid[1]} = "
-                             f"{self.tokens_per_frame} tokens, got {n} tokens")
-        grid = rearrange(codes, "b (t h w) d -> b t h w d", h=self.grid[0], w=self.grid[1])
+        if n == 0 or n % (gh * gw):
+            raise ValueError(f"the decoder takes whole latent frames of {gh} x {gw} = {gh * gw} tokens, got {n} "
+                             "tokens")
+        grid = rearrange(codes, "b (t h w) d -> b t h w d", h=gh, w=gw)
         y = self.proj(grid)  # (B, T', h, w, D)
         out = self.head(self.norm(self.transformer(y if self.pos is None else y + self.pos)), starts_video)
         return out if self.linear_path is None else out + self.linear_path(grid, starts_video)

@@ -35,7 +35,7 @@ from vistok.configurable import configurable
 from vistok.input_spec import InputSpec
 from vistok.nn.linear_path import VideoPatchLinearPath
 from vistok.nn.omni_blocks import OmniSpaceTime
-from vistok.nn.omni_options import UNBOUNDED_CONTEXT, block_letters, check_architecture
+from vistok.nn.omni_options import UNBOUNDED_CONTEXT, block_letters, check_architecture, size_refusal
 from vistok.nn.patch3d import VideoPatchEmbed, latent_frames, patch_grid
 from vistok.nn.spacetime import SpaceTimeTransformer
 from vistok.tokenizers.encoder import Encoder
@@ -87,6 +87,9 @@ class OmniEncoder(Encoder):
         self.in_channels, self.temporal_patch, self.token_dim = in_channels, temporal_patch, token_dim
         self.grid = (gh, gw)
         self.tokens_per_frame = gh * gw  # tokens of one latent frame
+        # what other frame sizes depend on (`size_refusal`)
+        self._sizing = dict(patch_size=patch_size, window_size=window_size, windows="window" in spatial_blocks,
+                            architecture=architecture, spatial_pos=spatial_pos)
         self.num_frames = num_frames
         self.num_tokens = latent_frames(num_frames, temporal_patch) * self.tokens_per_frame
         self.embed = VideoPatchEmbed(patch_size, temporal_patch, in_channels, width)
@@ -114,8 +117,15 @@ class OmniEncoder(Encoder):
         """(T', h, w) of a clip of `frames` frames (default `num_frames`)."""
         return (latent_frames(self.num_frames if frames is None else frames, self.temporal_patch), *self.grid)
 
+    def size_refusal(self, height: int, width: int) -> str | None:
+        """Why frames of height x width cannot be encoded (None: they can): see
+        `vistok.nn.omni_options.size_refusal` (the official network with RoPE takes any size of whole patches and
+        windows; OmniTokenizer's multi-resolution training, `vistok.trainers.multiresolution`)."""
+        return size_refusal("encoder", (height, width), self.input_spec.size, **self._sizing)
+
     def forward(self, x: torch.Tensor, starts_video: bool = True) -> torch.Tensor:
-        """x (B, C, T, H, W) -> (B, T' * h * w, token_dim), time-major. `starts_video=False`: x is a chunk of
+        """x (B, C, T, H, W) -> (B, T' * h * w, token_dim), time-major; H and W are `input_spec`'s, or
+        another size `size_refusal` accepts. `starts_video=False`: x is a chunk of
         t*k frames that does not begin at frame 0 (chunked encoding)."""
         y = self.embed(x, starts_video)  # (B, T', h, w, D)
         z = self.proj(self.norm(self.transformer(y if self.pos is None else y + self.pos)))  # (B, T', h, w, d)

@@ -17,6 +17,7 @@ latent frames, and `chunk=` encodes/decodes long clips a few latent frames at a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import warnings
@@ -149,11 +150,20 @@ class Tokenizer(nn.Module):
 
     # --- training ----------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> TokenizerOutput:
-        """Training: images as `input_spec` says (B, C, H, W) -> reconstruction, codes, token validity."""
+        """Training: images as `input_spec` says (B, C, H, W) -> reconstruction, codes, token validity. Another
+        height and width where `size_refusal` allows it (multi-resolution training)."""
         image_in = self._image_as_video(images)
         if image_in:
             images = images.unsqueeze(2)  # (B, C, 1, H, W)
-        self.input_spec.check(images)  # shape only: no device sync per step
+        spec, size = self.input_spec, tuple(images.shape[-2:])
+        other = images.ndim >= 4 and size != spec.size  # multi-resolution training, where the parts take the size
+        if other:
+            why = self.size_refusal(*size)
+            if why:
+                raise ValueError(f"{'videos' if spec.is_video else 'images'} must have shape {spec.shape_text()}, "
+                                 f"got {tuple(images.shape)} ({why})")
+            spec = dataclasses.replace(spec, height=size[0], width=size[1])
+        spec.check(images)  # shape only: no device sync per step
         quant = self.quantizer(self.encoder(images))  # codes (B, N, d)
         losses = {self.quantizer.loss_name: quant.loss}  # "quantizer", or "kl" from a continuous bottleneck
         if self.prior is not None:
@@ -166,8 +176,26 @@ class Tokenizer(nn.Module):
         if self.decoder.generative:  # a generative decoder trains on its own objective
             losses["flow"], recon = self.decoder.training_loss(codes, valid, images)
             return TokenizerOutput(recon, quant, valid, losses)
-        recon = self.decoder(codes, valid)
+        recon = self.decoder(codes, valid, size=size) if other else self.decoder(codes, valid)
         return TokenizerOutput(recon.squeeze(2) if image_in else recon, quant, valid, losses)
+
+    def size_refusal(self, height: int, width: int) -> str | None:
+        """Why `forward` cannot train on frames of height x width instead of `input_spec`'s (None: it can).
+        Only parts that say so take other sizes (`size_refusal`; OmniTokenizer's official network with RoPE,
+        for its multi-resolution training, `vistok.trainers.multiresolution`); encode/decode keep `input_spec`."""
+        spec = self.input_spec
+        if (height, width) == spec.size:
+            return None
+        for name, part in (("encoder", self.encoder), ("decoder", self.decoder)):
+            refusal = getattr(part, "size_refusal", None)
+            why = (refusal(height, width) if refusal is not None else
+                   f"the {name} ({type(part).__name__}) takes {spec.height} x {spec.width} frames only")
+            if why:
+                return why
+        for name in ("token_dropout", "prior"):  # built for the nominal number of tokens
+            if getattr(self, name) is not None:
+                return f"the {name} is built for {self.max_tokens} tokens ({spec.height} x {spec.width} frames)"
+        return None
 
     def _image_as_video(self, images: Any) -> bool:
         """A 4-D image batch given to a video model whose frames rule allows one frame."""

@@ -49,6 +49,7 @@ from vistok.trainers.callbacks import check_weight_averaging
 from vistok.trainers.distributed import allow_partial_backward, freeze_zero_lr, sync_quantizers, video_only_parameters
 from vistok.trainers.finite import check_losses, check_weights
 from vistok.trainers.losses import PIXEL_TERMS, pixel_terms, resolve_weights
+from vistok.trainers.multiresolution import MultiResolution
 from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
 from vistok.trainers.proxy_codes import ProxyCodeSettings
 from vistok.trainers.rng import TrainingRNG
@@ -73,6 +74,7 @@ class TokenizerSystem(pl.LightningModule):
         video_discriminator: nn.Module | None = None,
         proxy_codes: ProxyCodeSettings | None = None,
         init_discriminators: bool = False,
+        resolution_scales: list[float] | None = None,
     ) -> None:
         """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
         fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `loss_weights`: weight per
@@ -93,8 +95,13 @@ class TokenizerSystem(pl.LightningModule):
         `proxy_codes` makes the run TiTok's stage 1 (`vistok.trainers.proxy_codes`): cross-entropy against the
         codes of the frozen MaskGIT-VQGAN it names, no pixels decoded in training. `tokenizer` may also be a
         `KLAutoencoder` (the VAE stage of a latent-space tokenizer, FlexTok's): it has no quantizer, and its own
-        term is `kl`."""
+        term is `kl`. `resolution_scales` (e.g. OmniTokenizer's `[0.5, 0.75, 1.0, 1.25]`): each training batch is
+        resized to one of these scales of its size, drawn at random (`vistok.trainers.multiresolution`); a scale
+        the model cannot take is refused now."""
         super().__init__()
+        # first: a scale the model cannot take is refused before init_from loads anything
+        self.multiresolution = MultiResolution(resolution_scales, tokenizer, (discriminator, video_discriminator),
+                                               proxy_codes is not None) if resolution_scales else None
         self.tokenizer = tokenizer
         freeze_zero_lr(tokenizer, lr_scales)  # now, not in configure_optimizers: DDP wraps the model before that
         if init_from:
@@ -158,6 +165,8 @@ class TokenizerSystem(pl.LightningModule):
               ) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """(the weighted loss, the model's output, the pixels it saw). `after_forward(x, out)` runs between the
         forward pass and the losses (LARP's discriminator step, which the generator's adversarial term follows)."""
+        if stage == "train" and self.multiresolution is not None:
+            self.multiresolution.rescale(batch)  # in place: every loss sees the rescaled pixels
         x = pixels(batch)  # (B, 3, H, W) or (B, 3, T, H, W)
         if self.proxy_target is not None:  # TiTok stage 1: proxy-code cross-entropy, no pixels
             from vistok.trainers.proxy_codes import proxy_code_forward
@@ -416,7 +425,8 @@ class TokenizerSystem(pl.LightningModule):
     def on_fit_start(self) -> None:
         # After the checkpoint's weights and the model's device are in place, before the sanity check.
         check_weight_averaging(self.trainer, self)
-        self._rng = TrainingRNG(self.tokenizer)
+        extra = {"system.multiresolution": self.multiresolution} if self.multiresolution is not None else None
+        self._rng = TrainingRNG(self.tokenizer, extra)
         self._rng.seed(torch.initial_seed(), self.global_rank)
         if self._rng_to_load:
             states = self._rng_to_load
