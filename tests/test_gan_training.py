@@ -28,10 +28,10 @@ from vistok.trainers.system import TokenizerSystem
 ROOT = Path(__file__).parents[1]
 
 
-def _system(start: int = 2, disc: bool = True, **kw) -> TokenizerSystem:
+def _system(start: int = 2, disc: bool = True, noise: bool = False, **kw) -> TokenizerSystem:
     torch.manual_seed(0)
     tok = build_tokenizer("titok-tiny", dropout="nested")
-    d = NLayerDiscriminator(ndf=8, n_layers=2, norm="group") if disc else None
+    d = NLayerDiscriminator(ndf=8, n_layers=2, norm="group", noise=noise) if disc else None
     gan = GANSettings(start_step=start, weight=0.5, lecam_weight=0.01, lecam_decay=0.9) if disc else None
     return TokenizerSystem(tok, lr=1e-3, warmup=2, discriminator=d, gan=gan, **kw)
 
@@ -136,14 +136,20 @@ def _weights(system: TokenizerSystem) -> dict[str, torch.Tensor]:
 
 def test_resume_with_a_discriminator_equals_an_uninterrupted_run(tmp_path):
     steps, cut = 8, 4  # the GAN starts at 2: the cut falls inside the adversarial phase, mid-epoch
-    whole = _system()
+    # with OmniTokenizer's input noise: the resumed discriminator draws the noise the uninterrupted one drew
+    whole = _system(noise=True)
     _trainer(tmp_path / "whole", steps, [TokenizerEMA(decay=0.9)]).fit(whole, datamodule=_data(48))
 
-    first = _system()
+    first = _system(noise=True)
     _trainer(tmp_path / "cut", steps, [TokenizerEMA(decay=0.9), StopAt(cut)]).fit(first, datamodule=_data(48))
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == cut
-    resumed = _system()
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == cut
+    generators = saved["vistok_rng"][0]["generators"]  # the tokenizer's under its own names, the noise's prefixed
+    assert "discriminator.noise" in generators and not any(n.startswith("tokenizer.") for n in generators)
+    assert saved["vistok_training"]["adversarial"]["discriminator"]["init_args"]["noise"] is True
+    assert first.discriminator.noise.weight.abs().sum() > 0  # the noise reaches the logits by the cut
+    resumed = _system(noise=True)
     trainer = _trainer(tmp_path / "cut", steps, [TokenizerEMA(decay=0.9)])
     trainer.fit(resumed, datamodule=_data(48), ckpt_path=last)
     assert trainer.global_step == steps

@@ -7,8 +7,12 @@ module's parameters (the CPU for a module without any); their states, and the gl
 states as a catch-all for library code (e.g. k-means initialisation of a VQ codebook), go into each checkpoint,
 per rank, and are put back when a run resumes. Validation draws from fresh generators with a fixed seed, so a
 validation loss is the same noise every time and validating (or a resume skipping a validation) never moves
-the training draws. Modules outside the model that draw too (the training system's multi-resolution draw,
-`vistok.trainers.multiresolution`) are named to `TrainingRNG` as `extra`, under names no model module has.
+the training draws.
+
+Besides the model (the tokenizer, whose modules keep their own names, so that older checkpoints resume), a
+`TrainingRNG` covers other named models (the discriminators: `others={"discriminator": d}`), whose modules are
+named `"discriminator.<name>"`, as in the training system, and other random modules of the training system (its
+multi-resolution draw, `vistok.trainers.multiresolution`: `"system.multiresolution"`).
 """
 
 from __future__ import annotations
@@ -46,19 +50,26 @@ def _numpy_state() -> tuple:
 
 
 class TrainingRNG:
-    def __init__(self, model: nn.Module, extra: dict[str, nn.Module] | None = None) -> None:
-        """`extra`: more modules with a `generator`, by name, after the model's (the model's names, seeds and
-        saved states are those of a run without them, so its checkpoints resume either way)."""
+    def __init__(self, model: nn.Module, others: dict[str, nn.Module | None] | None = None) -> None:
         self.model = model
-        self.extra = dict(extra or {})
+        self.others = {k: m for k, m in (others or {}).items() if m is not None}
         self._saved: dict[str, torch.Generator | None] | None = None
 
-    def _modules(self) -> dict[str, nn.Module]:
-        return {**random_modules(self.model), **self.extra}
+    def modules(self) -> dict[str, nn.Module]:
+        """The random modules of the model (by their names in it), then those of the others (prefixed)."""
+        out = random_modules(self.model)
+        for prefix, other in self.others.items():
+            for name, m in random_modules(other).items():
+                key = f"{prefix}.{name}" if name else prefix
+                if key in out:  # would share a generator state in the checkpoint
+                    raise ValueError(f"TrainingRNG: the random module {key!r} of {prefix} has the name of one of "
+                                     "the model's")
+                out[key] = m
+        return out
 
     def seed(self, base: int, rank: int = 0) -> None:
         """Give every random module a generator seeded from (base, rank, its name)."""
-        for name, m in self._modules().items():
+        for name, m in self.modules().items():
             m.generator = _generator(m, (base * 1_000_003 + rank * 7919 + zlib.crc32(name.encode())) % 2**63)
 
     def state(self) -> dict[str, Any]:
@@ -66,7 +77,7 @@ class TrainingRNG:
         # During validation (a checkpoint saved at its end) the training generators are the swapped-out ones.
         gens = self._saved
         if gens is None:
-            gens = {n: m.generator for n, m in self._modules().items()}
+            gens = {n: m.generator for n, m in self.modules().items()}
         out: dict[str, Any] = {
             "generators": {n: g.get_state() for n, g in gens.items() if g is not None},
             "torch": torch.get_rng_state(),
@@ -79,7 +90,7 @@ class TrainingRNG:
 
     def load(self, state: dict[str, Any]) -> None:
         """Put back what `state` returned (generators that exist on both sides; global states)."""
-        modules = self._modules()
+        modules = self.modules()
         for name, s in state.get("generators", {}).items():
             m = modules.get(name)
             if m is None:
@@ -97,13 +108,13 @@ class TrainingRNG:
     def enter_validation(self) -> None:
         """Swap in fixed-seed generators (same names); `leave_validation` puts the training ones back."""
         if self._saved is None:
-            modules = self._modules()
+            modules = self.modules()
             self._saved = {n: m.generator for n, m in modules.items()}
             for i, m in enumerate(modules.values()):
                 m.generator = _generator(m, VALIDATION_SEED + i)
 
     def leave_validation(self) -> None:
         if self._saved is not None:
-            for name, m in self._modules().items():
+            for name, m in self.modules().items():
                 m.generator = self._saved.get(name)
             self._saved = None

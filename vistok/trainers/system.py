@@ -425,8 +425,12 @@ class TokenizerSystem(pl.LightningModule):
     def on_fit_start(self) -> None:
         # After the checkpoint's weights and the model's device are in place, before the sanity check.
         check_weight_averaging(self.trainer, self)
-        extra = {"system.multiresolution": self.multiresolution} if self.multiresolution is not None else None
-        self._rng = TrainingRNG(self.tokenizer, extra)
+        # The tokenizer's generators keep their own names (older checkpoints resume); the discriminators' (their
+        # input noise) are saved as "discriminator.<name>" / "video_discriminator.<name>", the multi-resolution
+        # draw's as "system.multiresolution".
+        self._rng = TrainingRNG(self.tokenizer, {"discriminator": self.discriminator,
+                                                 "video_discriminator": self.video_discriminator,
+                                                 "system.multiresolution": self.multiresolution})
         self._rng.seed(torch.initial_seed(), self.global_rank)
         if self._rng_to_load:
             states = self._rng_to_load
