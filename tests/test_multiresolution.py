@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.test_gan_training import StopAt
 from vistok import Tokenizer
 from vistok.data.datamodule import DataModule
 from vistok.decoders.omni import OmniDecoder
@@ -46,15 +47,6 @@ class Sizes(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         self._handle.remove()
-
-
-class StopAt(pl.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            trainer.should_stop = True
 
 
 def _fit(root: Path, steps: int, callbacks, ckpt_path: Path | None = None, val: bool = False) -> TokenizerSystem:

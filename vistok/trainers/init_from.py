@@ -49,17 +49,22 @@ def read_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
 def load_matching_weights(tokenizer: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
     """Load `path`'s tensors into `tokenizer` by name -> (missing, unexpected) names. Raises a ValueError
     naming the first tensor whose shape differs from the model's."""
-    state = read_tokenizer_state(path)
-    own = tokenizer.state_dict()
-    for name, tensor in state.items():
-        if name in own and tuple(tensor.shape) != tuple(own[name].shape):
-            raise ValueError(f"init_from {path}: tensor {name!r} has shape {tuple(tensor.shape)}, the model "
-                             f"expects {tuple(own[name].shape)}")
-    matching = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items() if k in own}
-    tokenizer.load_state_dict(matching, strict=False)
-    missing = sorted(k for k in own if k not in state)
-    unexpected = sorted(k for k in state if k not in own)
+    _, missing, unexpected = _load_by_name(tokenizer, read_tokenizer_state(path), path)
     return missing, unexpected
+
+
+def _load_by_name(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
+                  prefix: str = "") -> tuple[int, list[str], list[str]]:
+    """Load the tensors of `state` whose names `module` has -> (how many, missing, unexpected names); a shape
+    mismatch is refused naming the tensor (`prefix` + its name, as the checkpoint spells it)."""
+    own = module.state_dict()
+    for k, tensor in state.items():
+        if k in own and tuple(tensor.shape) != tuple(own[k].shape):
+            raise ValueError(f"init_from {path}: tensor '{prefix}{k}' has shape {tuple(tensor.shape)}, the model "
+                             f"expects {tuple(own[k].shape)}")
+    matching = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items() if k in own}
+    module.load_state_dict(matching, strict=False)
+    return len(matching), sorted(k for k in own if k not in state), sorted(k for k in state if k not in own)
 
 
 def load_discriminator_weights(modules: dict[str, nn.Module | None],
@@ -87,15 +92,7 @@ def load_discriminator_weights(modules: dict[str, nn.Module | None],
             held = sorted({k.split(".", 1)[0] for k in state if "discriminator" in k.split(".", 1)[0]})
             raise ValueError(f"init_from {path}: the checkpoint has no {name!r} weights (it holds "
                              f"{held or 'no discriminator'}); its run trained without this discriminator")
-        own = module.state_dict()
-        for k, tensor in theirs.items():
-            if k in own and tuple(tensor.shape) != tuple(own[k].shape):
-                raise ValueError(f"init_from {path}: tensor '{prefix}{k}' has shape {tuple(tensor.shape)}, the "
-                                 f"model expects {tuple(own[k].shape)}")
-        matching = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in theirs.items() if k in own}
-        module.load_state_dict(matching, strict=False)
-        report[name] = (len(matching), sorted(k for k in own if k not in theirs),
-                        sorted(k for k in theirs if k not in own))
+        report[name] = _load_by_name(module, theirs, path, prefix)
     for name in absent:  # a discriminator the checkpoint has and this system has not: reported, not loaded
         theirs = sorted(k[len(name) + 1:] for k in state if k.startswith(f"{name}."))
         if theirs:
