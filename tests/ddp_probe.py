@@ -38,6 +38,8 @@ class RankProbe(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if len(self.weights) >= trainer.global_step:  # no step on this batch (gradient accumulation)
+            return
         state = pl_module.tokenizer.state_dict()
         self.codebooks.append(digest({k: v for k, v in state.items() if "codebook" in k}))
         buffers = {name for name, _ in pl_module.tokenizer.named_buffers()}

@@ -358,7 +358,7 @@ class TokenizerSystem(pl.LightningModule):
         opt = torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
                                 lr=hp.lr, betas=tuple(hp.betas))
         total = int(self.trainer.estimated_stepping_batches)
-        if self.trainer.max_steps < 0:  # counted in batches: the system accumulates (configure_callbacks)
+        if self._accumulate > 1 and self.trainer.max_steps < 0:  # counted in batches: the system accumulates
             total //= self._accumulate
         total = max(1, total)
         warmup = int(hp.warmup * total) if hp.warmup < 1 else int(hp.warmup)
