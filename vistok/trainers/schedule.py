@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 
 
-def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> float:
+def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0, start: float = 0.0) -> float:
+    """The factor of the peak learning rate at `step` (0-based) of `total`: a linear warm-up over `warmup` steps
+    from `start` (0: from nothing; LARP warms up from its floor, `start = min_ratio`) to 1, then a cosine down to
+    `min_ratio` at `total`."""
     if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
+        return start + (1 - start) * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -65,6 +65,7 @@ class TokenizerSystem(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.99),
         warmup: float = 0.05,
         min_lr_ratio: float = 0.0,
+        warmup_start: float = 0.0,
         loss_weights: dict[str, float] | None = None,
         lr_scales: dict[str, float] | None = None,
         init_from: str | None = None,
@@ -76,7 +77,9 @@ class TokenizerSystem(pl.LightningModule):
         init_discriminators: bool = False,
         resolution_scales: list[float] | None = None,
     ) -> None:
-        """`warmup` is a fraction of the run when < 1, else a number of steps. `lr_scales` maps a parameter-name
+        """`warmup` is a fraction of the run when < 1, else a number of steps; the learning rate rises linearly
+        from `warmup_start` of its peak (0; LARP's 0.01, its floor) to the peak, then falls on a cosine to
+        `min_lr_ratio` of it. `lr_scales` maps a parameter-name
         fragment to a learning-rate multiplier (e.g. `{"linear_path": 0.1}`; 0 freezes). `loss_weights`: weight per
         loss term name (`l1`, `l2`, `colour`, `quantizer`, `kl`, `flow`, `prior`, `proxy_codes`), over
         `DEFAULT_WEIGHTS` (L2 1, quantizer 1, kl 1e-6, flow 1, prior 0.1, proxy_codes 1); a term this model cannot
@@ -99,6 +102,8 @@ class TokenizerSystem(pl.LightningModule):
         resized to one of these scales of its size, drawn at random (`vistok.trainers.multiresolution`); a scale
         the model cannot take is refused now."""
         super().__init__()
+        if not 0.0 <= warmup_start <= 1.0:
+            raise ValueError(f"warmup_start must be a fraction of the peak learning rate in [0, 1], got {warmup_start}")
         # first: a scale the model cannot take is refused before init_from loads anything
         self.multiresolution = MultiResolution(resolution_scales, tokenizer, (discriminator, video_discriminator),
                                                proxy_codes is not None) if resolution_scales else None
@@ -294,15 +299,18 @@ class TokenizerSystem(pl.LightningModule):
         as OmniTokenizer's, so their k-th cadence step takes the factor of generator step first + k * every."""
         losses, self._d_losses = self._d_losses, []
         threshold = self.adversarial.settings.skip_below
-        if losses:
-            mean = torch.stack(losses).mean()
-            if threshold is not None:
-                mean = self.trainer.strategy.reduce(mean, reduce_op="mean")
-            skip = threshold is not None and float(mean) < threshold
-            self.log("train/gan_d_skipped", float(skip), batch_size=1, on_step=True, on_epoch=False)
-            if not skip:
-                self._clip_gradients(opt_d)
-                self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
+        skip = False
+        if threshold is not None:
+            # (sum, count) over every process, reduced by each of them whether or not its batches gave a loss
+            stats = torch.stack([torch.stack(losses).sum() if losses else torch.zeros((), device=self.device),
+                                 torch.tensor(float(len(losses)), device=self.device)])
+            total, count = self.trainer.strategy.reduce(stats.float(), reduce_op="sum").tolist()
+            skip = count > 0 and total / count < threshold
+            if count > 0:
+                self.log("train/gan_d_skipped", float(skip), batch_size=1, on_step=True, on_epoch=False)
+        if losses and not skip:
+            self._clip_gradients(opt_d)
+            self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
         opt_d.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a skipped first step: torch warns of a step before the optimizer's
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
@@ -364,7 +372,7 @@ class TokenizerSystem(pl.LightningModule):
         warmup = int(hp.warmup * total) if hp.warmup < 1 else int(hp.warmup)
 
         def schedule(s: int) -> float:
-            return warmup_cosine(s, total, warmup, hp.min_lr_ratio)
+            return warmup_cosine(s, total, warmup, hp.min_lr_ratio, hp.warmup_start)
 
         sched = LambdaLR(opt, schedule)
         if self.adversarial is None:
@@ -379,7 +387,8 @@ class TokenizerSystem(pl.LightningModule):
         # schedule of generator steps; with its own warm-up when `gan.warmup` says so.
         d_warmup = warmup if g.warmup is None else int(g.warmup * total) if g.warmup < 1 else int(g.warmup)
         first, every = self.adversarial.first_step(), g.every
-        sched_d = LambdaLR(opt_d, lambda k: warmup_cosine(first + k * every, total, d_warmup, hp.min_lr_ratio))
+        sched_d = LambdaLR(opt_d, lambda k: warmup_cosine(first + k * every, total, d_warmup, hp.min_lr_ratio,
+                                                                hp.warmup_start))
         return ([opt, opt_d], [{"scheduler": sched, "interval": "step"}, {"scheduler": sched_d, "interval": "step"}])
 
     # --- processes: model code was built before the process group existed -----------------------------------
