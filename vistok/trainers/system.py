@@ -46,10 +46,12 @@ from vistok.tokenizers.tokenizer import Tokenizer
 from vistok.trainers.adversarial import AdversarialLoss, GANSettings, frames
 from vistok.trainers.batches import pixels
 from vistok.trainers.callbacks import check_weight_averaging
+from vistok.trainers.checks import check_discriminators, check_terms, generative
 from vistok.trainers.distributed import allow_partial_backward, freeze_zero_lr, sync_quantizers, video_only_parameters
 from vistok.trainers.finite import check_losses, check_weights
 from vistok.trainers.losses import PIXEL_TERMS, pixel_terms, resolve_weights
 from vistok.trainers.multiresolution import MultiResolution
+from vistok.trainers.optimizers import discriminator_optimizer, tokenizer_optimizer
 from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
 from vistok.trainers.proxy_codes import ProxyCodeSettings
 from vistok.trainers.rng import TrainingRNG
@@ -139,7 +141,7 @@ class TokenizerSystem(pl.LightningModule):
         self.hparams["perceptual"] = asdict(perceptual) if perceptual is not None else None
         self.hparams["proxy_codes"] = asdict(proxy_codes) if proxy_codes is not None else None
         self.loss_weights = resolve_weights(loss_weights)
-        _check_terms(loss_weights, tokenizer, proxy_codes is not None)
+        check_terms(loss_weights, tokenizer, proxy_codes is not None)
         self.proxy_target = None
         if proxy_codes is not None:
             if adversarial or perceptual is not None:
@@ -150,12 +152,12 @@ class TokenizerSystem(pl.LightningModule):
             self.proxy_target = build_target(proxy_codes, tokenizer)  # also freezes the head's conv decoder
         self.adversarial = AdversarialLoss(gan or GANSettings()) if adversarial else None
         if self.adversarial is not None:
-            _check_discriminators(discriminator, video_discriminator, self.adversarial.settings)
+            check_discriminators(discriminator, video_discriminator, self.adversarial.settings)
         self.perceptual, self.perceptual_kind = build_perceptual(perceptual)
         self.perceptual_weight = perceptual.weight if perceptual is not None else 0.0
         needs_pixels = [what for what, on in (("a discriminator", adversarial),
                                              ("a perceptual loss", self.perceptual is not None)) if on]
-        if needs_pixels and _generative(tokenizer):
+        if needs_pixels and generative(tokenizer):
             raise ValueError(f"{' and '.join(needs_pixels)} need(s) a reconstruction in training; "
                              f"{type(tokenizer.decoder).__name__} trains on its own objective and returns none")
         self.automatic_optimization = not adversarial
@@ -352,19 +354,7 @@ class TokenizerSystem(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        scales = dict(hp.lr_scales or {})
-        groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-        for name, p in self.tokenizer.named_parameters():
-            scale = next((v for k, v in scales.items() if k in name), 1.0)
-            if scale == 0:
-                p.requires_grad_(False)  # frozen: no gradient computed, and counted as non-trainable
-            if not p.requires_grad:
-                continue
-            # Norms, biases and embeddings/learned tokens are not weight-decayed (ViT practice).
-            wd = 0.0 if p.ndim < 2 or name.endswith(("_pos", "_token", "_tokens")) else hp.weight_decay
-            groups.setdefault((hp.lr * scale, wd), []).append(p)
-        opt = torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
-                                lr=hp.lr, betas=tuple(hp.betas))
+        opt = tokenizer_optimizer(self.tokenizer, hp.lr, hp.weight_decay, tuple(hp.betas), hp.lr_scales)
         total = int(self.trainer.estimated_stepping_batches)
         if self._accumulate > 1 and self.trainer.max_steps < 0:  # counted in batches: the system accumulates
             total //= self._accumulate
@@ -378,10 +368,7 @@ class TokenizerSystem(pl.LightningModule):
         if self.adversarial is None:
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         g = self.adversarial.settings
-        decay = hp.weight_decay if g.weight_decay is None else g.weight_decay
-        opt_d = torch.optim.AdamW([p for d in self._discriminators() for p in d.parameters()],
-                                  lr=hp.lr if g.lr is None else g.lr,
-                                  betas=tuple(hp.betas if g.betas is None else g.betas), weight_decay=decay)
+        opt_d = discriminator_optimizer(self._discriminators(), g, hp.lr, hp.weight_decay, tuple(hp.betas))
         # The discriminators' schedule advances once per cadence step (every `gan.every` generator steps from the
         # start step on): its k-th takes the factor of generator step first + k * every, so both sides follow one
         # schedule of generator steps; with its own warm-up when `gan.warmup` says so.
@@ -463,7 +450,7 @@ class TokenizerSystem(pl.LightningModule):
         """The losses this system trains with, for the checkpoint, the export and `vistok eval` (which says
         when rFID's own Inception network was a training loss)."""
         w = self.loss_weights
-        rec = ({"kind": "flow"} if _generative(self.tokenizer) else
+        rec = ({"kind": "flow"} if generative(self.tokenizer) else
                {"kind": "proxy_codes", "weight": w["proxy_codes"], **self.hparams["proxy_codes"]}
                if self.proxy_target is not None else
                {"kind": "pixel", "l1": w["l1"], "l2": w["l2"], "colour": w["colour"]})
@@ -502,45 +489,3 @@ class TokenizerSystem(pl.LightningModule):
 
 def _no_closure() -> None:
     return None
-
-
-def _generative(model: Tokenizer | KLAutoencoder) -> bool:
-    """Whether the model trains on its own objective (a generative decoder) and returns no reconstruction."""
-    return isinstance(model, Tokenizer) and model.decoder.generative
-
-
-def _check_discriminators(image: nn.Module | None, video: nn.Module | None, settings: GANSettings) -> None:
-    """Settings that would silently do nothing, or fail at the first adversarial step, refused now."""
-    if video is not None and not settings.video_weight:
-        raise ValueError("model.video_discriminator is set but gan.video_weight is 0: it would never be trained "
-                         "against; set gan.video_weight (OmniTokenizer 0.01, LARP 0.3)")
-    if settings.feature_matching:
-        for name, disc in (("discriminator", image), ("video_discriminator", video)):
-            if disc is not None and not callable(getattr(disc, "features", None)):
-                raise ValueError(f"gan.feature_matching needs intermediate features; model.{name} "
-                                 f"({type(disc).__name__}) has no features() method")
-
-
-def _check_terms(given: dict[str, float] | None, tokenizer: Tokenizer | KLAutoencoder, proxy: bool = False) -> None:
-    """A non-zero weight given for a term this model cannot produce is a config mistake: refuse it before any
-    work (the defaults of absent terms are harmless)."""
-    if isinstance(tokenizer, KLAutoencoder):
-        for name, weight in (given or {}).items():
-            if weight and name in ("quantizer", "flow", "prior"):
-                raise ValueError(f"loss_weights.{name}: a KLAutoencoder has no {name} term (its own term is kl)")
-        return
-    generative = tokenizer.decoder.generative
-    bottleneck = tokenizer.quantizer.loss_name
-    why = {"prior": "the tokenizer has no AR prior (Tokenizer(prior=...))" if tokenizer.prior is None else None,
-           "kl": (None if bottleneck == "kl" else
-                  f"{type(tokenizer.quantizer).__name__} is not a KL bottleneck (its loss term is {bottleneck!r})"),
-           "quantizer": (None if bottleneck == "quantizer" else
-                         f"{type(tokenizer.quantizer).__name__} is a continuous KL bottleneck: weigh its term as kl"),
-           "flow": None if generative else f"{type(tokenizer.decoder).__name__} is not a generative decoder",
-           **{name: (f"{type(tokenizer.decoder).__name__} trains on its own objective and returns no reconstruction"
-                     if generative else "proxy_codes (TiTok stage 1) decodes no pixels in training" if proxy
-                     else None) for name in PIXEL_TERMS},
-           "proxy_codes": None if proxy else "needs model.proxy_codes (the frozen MaskGIT-VQGAN of TiTok's stage 1)"}
-    for name, weight in (given or {}).items():
-        if weight and why.get(name):
-            raise ValueError(f"loss_weights.{name}: {why[name]}")
