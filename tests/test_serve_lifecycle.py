@@ -132,3 +132,22 @@ def test_a_killed_worker_ends_the_server_in_one_line(model_dir, tmp_path):
     assert proc.returncode == 1, out
     assert "Traceback" not in out and "EOFError" not in out, out
     assert f"inference worker (pid {workers[0]}) died" in out, out
+
+
+class _Worker:
+    def __init__(self, pid: int, exitcode: int | None) -> None:
+        self.pid, self.exitcode = pid, exitcode
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None
+
+
+def test_the_report_names_the_worker_that_died_not_one_the_shutdown_terminated():
+    from vistok.serve.lifecycle import dead_worker
+
+    # The killed worker listed second, after the one litserve's shutdown terminated: the report picked the first.
+    report = dead_worker([_Worker(11, -signal.SIGTERM), _Worker(12, -signal.SIGKILL)])
+    assert report == "inference worker (pid 12) died with exit code -9"
+    assert dead_worker([_Worker(11, None), _Worker(12, 1)]) == "inference worker (pid 12) died with exit code 1"
+    assert dead_worker([_Worker(11, -signal.SIGTERM)]) == "inference worker (pid 11) died with exit code -15"
+    assert dead_worker([_Worker(11, None)]) is None

@@ -84,6 +84,15 @@ class _Stop(KeyboardInterrupt):
     """A SIGTERM/SIGHUP, raised in the main thread: litserve shuts down as it does on Ctrl+C."""
 
 
+def dead_worker(workers: list[Any]) -> str | None:
+    """Which inference worker's death shut the server down ("inference worker (pid P) died with exit code C"), or
+    None when all are alive. litserve's shutdown terminates the other workers (SIGTERM) before this is asked, so
+    the one that died first is one that ended some other way (killed, crashed, out of memory), when there is one."""
+    dead = [p for p in workers if not p.is_alive()]
+    dead = [p for p in dead if p.exitcode != -signal.SIGTERM] or dead
+    return f"inference worker (pid {dead[0].pid}) died with exit code {dead[0].exitcode}" if dead else None
+
+
 def run_server(server: Any, **run_kwargs: Any) -> int:
     """`server.run(**run_kwargs)` with the guarantees of this module's docstring; returns the exit status (0 after
     Ctrl+C or SIGTERM, 1 when an inference worker died)."""
@@ -108,12 +117,8 @@ def run_server(server: Any, **run_kwargs: Any) -> int:
     except KeyboardInterrupt:
         pass
     except (EOFError, ConnectionError) as e:  # the manager went away under `run`: litserve shut down after a death
-        dead = [p for p in getattr(server, "inference_workers", []) if not p.is_alive()]
-        # litserve's shutdown terminates the other workers (SIGTERM) before this runs: name the one that died
-        # first, which ended some other way (killed, crashed, out of memory), when there is one.
-        dead = [p for p in dead if p.exitcode != -signal.SIGTERM] or dead
-        what = (f"inference worker (pid {dead[0].pid}) died with exit code {dead[0].exitcode}" if dead
-                else f"the server's manager process ended ({type(e).__name__})")
+        what = dead_worker(getattr(server, "inference_workers", [])) or \
+            f"the server's manager process ended ({type(e).__name__})"
         print(f"vistok serve: {what}; the server has shut down", file=sys.stderr, flush=True)
         status = 1
     finally:
