@@ -96,6 +96,23 @@ def test_a_model_that_cannot_take_a_scale_is_refused_naming_the_field_and_the_si
         TokenizerSystem(_tokenizer(), resolution_scales=[0.5, 0])
 
 
+def test_a_scale_too_small_for_the_discriminator_is_refused_before_work():
+    from vistok.nn.discriminator import NLayerDiscriminator3D
+    from vistok.trainers.adversarial import GANSettings
+
+    def system(padding: int) -> TokenizerSystem:
+        d = NLayerDiscriminator3D(ndf=4, n_layers=3, norm="group", padding=padding)
+        return TokenizerSystem(_tokenizer(), video_discriminator=d, gan=GANSettings(video_weight=0.1),
+                               resolution_scales=[0.25, 1.0])
+
+    # 8 px through three stride-2 and two stride-1 4x4 convs with padding 1: 4, 2, 1, then below one pixel
+    with pytest.raises(ValueError, match=r"scale 0.25 .* 8 x 8 .*NLayerDiscriminator3D needs frames of at least"):
+        system(padding=1)
+    system(padding=2)  # OmniTokenizer's padding keeps 8 px above one pixel: 5, 3, 2, 3, 4
+    x = torch.zeros(1, 3, 5, 8, 8)
+    assert NLayerDiscriminator3D(ndf=4, n_layers=3, norm="group", padding=2)(x).shape[-2:] == (4, 4)
+
+
 def test_clips_are_resized_frame_by_frame_and_the_decoder_follows_the_grid():
     clip = torch.rand(2, 3, 5, 32, 32) * 2 - 1
     small = resize(clip, (16, 16))

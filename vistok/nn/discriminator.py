@@ -138,6 +138,20 @@ class _PatchGAN(nn.Module):
             elif isinstance(m, InputNoise):
                 m.reset_parameters()
 
+    def too_small(self, height: int, width: int) -> str | None:
+        """Why frames of height x width are too small for the convolutions (None: they are not): each conv's
+        output side is (n + 2p - k) // s + 1 and must stay >= 1. Asked before any work (multi-resolution
+        training) instead of failing at the first adversarial step."""
+        sides = [height, width]
+        for m in self.main:
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                k, st, pad = m.kernel_size[-1], m.stride[-1], m.padding[-1]
+                if any(n + 2 * pad < k for n in sides):
+                    return (f"{type(self).__name__} needs frames of at least its receptive field; {height} x {width} "
+                            "shrinks below one pixel in its convolutions")
+                sides = [(n + 2 * pad - k) // st + 1 for n in sides]
+        return None
+
     def _check_input(self, x: torch.Tensor) -> None:
         want = "(B, {}, H, W) images" if self.dims == 2 else "(B, {}, T, H, W) clips"
         if x.ndim != self.dims + 2 or x.shape[1] != self.in_channels:

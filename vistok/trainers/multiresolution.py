@@ -100,9 +100,13 @@ def check_scales(scales: Sequence[float], tokenizer: nn.Module, discriminators: 
 
 def _discriminator_refusal(discriminators: Sequence[nn.Module | None], h: int, w: int) -> str | None:
     """A patch-embedding discriminator (LARP's transformer) takes square frames of whole patches; convolutional
-    ones take any size large enough for their layers."""
+    ones (`too_small`) take any size large enough for their layers."""
     for d in discriminators:
         patch = getattr(d, "patch_size", None)
         if d is not None and isinstance(patch, int) and (h != w or h % patch):
             return f"{type(d).__name__} takes square frames of whole {patch} x {patch} patches"
+        too_small = getattr(d, "too_small", None)
+        why = too_small(h, w) if callable(too_small) else None
+        if why:
+            return why
     return None
