@@ -33,7 +33,7 @@ def test_the_system_weighs_every_term_from_one_mapping_and_logs_each():
     system = TokenizerSystem(build_tokenizer("titok-tiny"), loss_weights={"l1": 0.5, "l2": 2.0, "colour": 3.0})
     log = _Log(system)
     system.tokenizer.eval()  # no token dropout: the same reconstruction below
-    loss, out, _ = system._step({"image": x}, "val")
+    loss, out = system._step({"image": x}, "val")
     recon = out.recon
     want = (0.5 * losses.l1(recon, x) + 2.0 * losses.l2(recon, x) + 3.0 * losses.colour(recon, x)
             + 1.0 * out.losses["quantizer"])

@@ -34,7 +34,7 @@ def test_the_kl_term_is_a_named_loss_and_the_loss_falls_on_a_repeated_batch():
     opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
     losses = []
     for _ in range(30):
-        loss, _, _ = system._step({"image": x}, "val")  # the training loss without the GAN / perceptual phases
+        loss, _ = system._step({"image": x}, "val")  # the training loss without the GAN / perceptual phases
         opt.zero_grad()
         loss.backward()
         opt.step()

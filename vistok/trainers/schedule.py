@@ -13,3 +13,8 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0, st
         return start + (1 - start) * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def warmup_steps(warmup: float, total: int) -> int:
+    """A warm-up given as a fraction of the run (< 1) or as a number of steps, in steps of a `total`-step run."""
+    return int(warmup * total) if warmup < 1 else int(warmup)

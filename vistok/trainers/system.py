@@ -55,7 +55,7 @@ from vistok.trainers.optimizers import discriminator_optimizer, tokenizer_optimi
 from vistok.trainers.perceptual import PerceptualSettings, build_perceptual
 from vistok.trainers.proxy_codes import ProxyCodeSettings
 from vistok.trainers.rng import TrainingRNG
-from vistok.trainers.schedule import warmup_cosine
+from vistok.trainers.schedule import warmup_cosine, warmup_steps
 
 
 class TokenizerSystem(pl.LightningModule):
@@ -169,8 +169,8 @@ class TokenizerSystem(pl.LightningModule):
         self._rng_to_load: list[dict[str, Any]] | None = None
 
     def _step(self, batch: dict[str, Any], stage: str, after_forward: Callable[[torch.Tensor, Any], None] | None = None
-              ) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """(the weighted loss, the model's output, the pixels it saw). `after_forward(x, out)` runs between the
+              ) -> tuple[torch.Tensor, Any]:
+        """(the weighted loss, the model's output). `after_forward(x, out)` runs between the
         forward pass and the losses (LARP's discriminator step, which the generator's adversarial term follows)."""
         if stage == "train" and self.multiresolution is not None:
             self.multiresolution.rescale(batch)  # in place: every loss sees the rescaled pixels
@@ -211,7 +211,7 @@ class TokenizerSystem(pl.LightningModule):
         # Logged on every batch, 0 included: a synced key must be logged by every rank, or the reduction waits.
         self.log(f"{stage}/skipped", float(batch.get("skipped", 0)), reduce_fx="sum", on_step=False, on_epoch=True,
                  batch_size=b, sync_dist=True)
-        return loss, out, x
+        return loss, out
 
     def _training_terms(self, x: torch.Tensor, recon: torch.Tensor | None,
                         rec: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -276,7 +276,7 @@ class TokenizerSystem(pl.LightningModule):
                 self._discriminator_update(opt_d, sched_d)
 
         first = settings.order == "discriminator_first"
-        loss, out, x = self._step(batch, "train", after_forward=discriminator_phase if first else None)
+        loss, out = self._step(batch, "train", after_forward=discriminator_phase if first else None)
         # The generator's adversarial backward goes through D(G(z)) into D's parameters: those gradients are
         # not D's to use; D's own (accumulating over the step's batches) are set aside meanwhile.
         held = [(p, p.grad) for d in self._discriminators() for p in d.parameters()]
@@ -291,7 +291,7 @@ class TokenizerSystem(pl.LightningModule):
             sched_g.step()
             opt_g.zero_grad()
         if not first:
-            discriminator_phase(x, out)
+            discriminator_phase(pixels(batch), out)  # the batch as `_step` saw it (rescaled there, in place)
         return loss
 
     def _discriminator_update(self, opt_d: Any, sched_d: Any) -> None:
@@ -341,7 +341,7 @@ class TokenizerSystem(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
         if self._all_skipped(batch, "val"):
             return None
-        _, out, _ = self._step(batch, "val")
+        _, out = self._step(batch, "val")
         if isinstance(self.tokenizer, KLAutoencoder):
             return None  # no tokens: no prefixes, no codebook
         indices = out.quant.indices
@@ -359,7 +359,7 @@ class TokenizerSystem(pl.LightningModule):
         if self._accumulate > 1 and self.trainer.max_steps < 0:  # counted in batches: the system accumulates
             total //= self._accumulate
         total = max(1, total)
-        warmup = int(hp.warmup * total) if hp.warmup < 1 else int(hp.warmup)
+        warmup = warmup_steps(hp.warmup, total)
 
         def schedule(s: int) -> float:
             return warmup_cosine(s, total, warmup, hp.min_lr_ratio, hp.warmup_start)
@@ -372,7 +372,7 @@ class TokenizerSystem(pl.LightningModule):
         # The discriminators' schedule advances once per cadence step (every `gan.every` generator steps from the
         # start step on): its k-th takes the factor of generator step first + k * every, so both sides follow one
         # schedule of generator steps; with its own warm-up when `gan.warmup` says so.
-        d_warmup = warmup if g.warmup is None else int(g.warmup * total) if g.warmup < 1 else int(g.warmup)
+        d_warmup = warmup if g.warmup is None else warmup_steps(g.warmup, total)
         first, every = self.adversarial.first_step(), g.every
         sched_d = LambdaLR(opt_d, lambda k: warmup_cosine(first + k * every, total, d_warmup, hp.min_lr_ratio,
                                                                 hp.warmup_start))
